@@ -1,0 +1,34 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install redis test lint demo bench-ingest bench-dial clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+redis:
+	@scripts/ensure-redis.sh
+
+test: install redis
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check dialer agent_worker tests bench
+	$(BIN)/mypy
+
+demo: install redis
+	$(BIN)/dialer demo
+
+bench-ingest: install redis
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

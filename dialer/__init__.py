@@ -1,0 +1,1 @@
+"""Batch outbound dialer for AI voice agents on LiveKit SIP."""

@@ -1,0 +1,308 @@
+"""The ``dialer`` command line (Typer + Rich).
+
+``--json`` output is a documented contract (README, "JSON output"): keys are only
+ever added, never renamed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import redis
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .config import load_config
+from .errors import DialerError, UserError
+from .ingest import ingest_file
+from .phones import PhoneNormalizer, PhoneRejected
+from .settings import get_settings
+from .store import Store
+
+app = typer.Typer(help="Batch outbound dialer for AI voice agents.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+campaign_app = typer.Typer(help="Create, inspect and run campaigns.", no_args_is_help=True)
+dnc_app = typer.Typer(help="The do-not-call list.", no_args_is_help=True)
+app.add_typer(campaign_app, name="campaign")
+app.add_typer(dnc_app, name="dnc")
+
+console = Console()
+err_console = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def open_store() -> Store:
+    settings = get_settings()
+    store = Store.from_url(settings.redis_url)
+    try:
+        store.redis.ping()
+    except redis.exceptions.ConnectionError:
+        raise UserError(
+            f"cannot reach Redis at {settings.redis_url}: start redis-server or set REDIS_URL"
+        ) from None
+    return store
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+# -- campaign ----------------------------------------------------------------------
+
+
+@campaign_app.command("create")
+def campaign_create(
+    file: Annotated[Path, typer.Argument(help="The contacts CSV.")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="The campaign config YAML.")],
+    name: Annotated[str | None, typer.Option(help="Campaign name (overrides the config's).")] = None,
+    region: Annotated[str | None, typer.Option(help="Default region for national numbers, e.g. US.")] = None,
+    phone_column: Annotated[str | None, typer.Option(help="The column holding phone numbers.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a draft campaign from a CSV of contacts and a config file."""
+    settings = get_settings()
+    campaign_config = load_config(config, {"name": name, "default_region": region})
+    store = open_store()
+    with Progress(
+        TextColumn("[bold]ingest[/]"),
+        BarColumn(),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=as_json or not err_console.is_terminal,
+    ) as bar:
+        task = bar.add_task("ingest", total=None)
+        summary = ingest_file(
+            store,
+            file,
+            campaign_config,
+            phone_column=phone_column,
+            max_bytes=settings.max_upload_bytes,
+            progress=lambda rows: bar.advance(task, rows),
+        )
+    if as_json:
+        print_json(summary.to_json_dict())
+        return
+    table = Table(title=f"Campaign {summary.campaign_id} ({summary.name}) created as draft")
+    table.add_column("bucket")
+    table.add_column("rows", justify="right")
+    for bucket, count in summary.counts().items():
+        table.add_row(bucket, f"{count:,}")
+    for reason, count in sorted(summary.reject_reasons.items()):
+        table.add_row(f"  rejected: {reason}", f"{count:,}")
+    console.print(table)
+    if summary.rejected or summary.duplicates or summary.suppressed:
+        console.print(
+            f"See the skipped rows with: dialer campaign rejects {summary.campaign_id} "
+            "-o rejects.csv [--all]"
+        )
+
+
+@campaign_app.command("list")
+def campaign_list(as_json: JsonFlag = False) -> None:
+    """List campaigns, oldest first."""
+    records = open_store().list_campaigns()
+    if as_json:
+        print_json([
+            {"campaign_id": r.id, "name": r.name, "state": r.state.value, "created_at": r.created_at,
+             **r.counts}
+            for r in records
+        ])
+        return
+    table = Table()
+    for column in ("id", "name", "state", "contacts", "rows"):
+        table.add_column(column)
+    for record in records:
+        table.add_row(record.id, record.name, record.state.value, f"{record.counts['accepted']:,}",
+                      f"{record.counts['rows']:,}")
+    console.print(table)
+
+
+@campaign_app.command("show")
+def campaign_show(campaign_id: str, as_json: JsonFlag = False) -> None:
+    """Show a campaign's config and ingest summary."""
+    record = open_store().get_campaign(campaign_id)
+    if as_json:
+        print_json(record.to_json_dict())
+        return
+    table = Table(title=f"Campaign {record.id}", show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    table.add_row("name", record.name)
+    table.add_row("state", record.state.value + (f" ({record.pause_reason})" if record.pause_reason else ""))
+    table.add_row("source", record.source)
+    table.add_row("phone column", record.phone_column)
+    for key, count in record.counts.items():
+        table.add_row(key, f"{count:,}")
+    for reason, count in sorted(record.reject_reasons.items()):
+        table.add_row(f"  rejected: {reason}", f"{count:,}")
+    cfg = record.config
+    window = cfg.calling_window
+    table.add_row("calling window", f"{window.start}-{window.end} {','.join(window.days)} (recipient's time)")
+    table.add_row("limits", f"{cfg.max_concurrent_calls} concurrent, {cfg.calls_per_second:g}/s, "
+                            f"{cfg.max_attempts} attempts, ring {cfg.ring_timeout_s}s")
+    console.print(table)
+
+
+@campaign_app.command("rejects")
+def campaign_rejects(
+    campaign_id: str,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the CSV.")],
+    include_all: Annotated[bool, typer.Option("--all", help="Include duplicates and DNC-suppressed rows.")] = False,
+) -> None:
+    """Write the rejected rows, with their row numbers and reasons, to a CSV."""
+    store = open_store()
+    record = store.get_campaign(campaign_id)
+    columns = ["row", "bucket", "reason", "detail", *record.columns]
+    written = 0
+    try:
+        handle = output.open("w", newline="", encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {output}: {exc.strerror}") from None
+    with handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for entry in store.iter_skipped_rows(campaign_id):
+            if entry["bucket"] != "rejected" and not include_all:
+                continue
+            writer.writerow({**entry["values"], **{k: entry[k] for k in ("row", "bucket", "reason", "detail")}})
+            written += 1
+    err_console.print(f"wrote {written:,} rows to {output}")
+
+
+# -- do-not-call list ------------------------------------------------------------------
+
+
+def _normalize_all(numbers: list[str], region: str) -> tuple[list[str], list[tuple[str, str]]]:
+    try:
+        normalizer = PhoneNormalizer(region)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    good: list[str] = []
+    bad: list[tuple[str, str]] = []
+    for raw in numbers:
+        try:
+            good.append(normalizer.normalize(raw).e164)
+        except PhoneRejected as exc:
+            bad.append((raw, exc.detail))
+    return good, bad
+
+
+RegionOption = Annotated[str, typer.Option(help="Region for numbers in national format.")]
+
+
+def _report_bad(bad: list[tuple[str, str]]) -> None:
+    for raw, why in bad:
+        err_console.print(f"[yellow]skipped[/] {raw!r}: {why}")
+
+
+@dnc_app.command("add")
+def dnc_add(numbers: list[str], region: RegionOption = "US") -> None:
+    """Add numbers to the do-not-call list."""
+    good, bad = _normalize_all(numbers, region)
+    _report_bad(bad)
+    added = open_store().dnc_add(good)
+    console.print(f"added {added} number(s) to the do-not-call list")
+    if bad:
+        raise typer.Exit(1)
+
+
+@dnc_app.command("remove")
+def dnc_remove(numbers: list[str], region: RegionOption = "US") -> None:
+    """Remove numbers from the do-not-call list."""
+    good, bad = _normalize_all(numbers, region)
+    _report_bad(bad)
+    removed = open_store().dnc_remove(good)
+    console.print(f"removed {removed} number(s) from the do-not-call list")
+    if bad:
+        raise typer.Exit(1)
+
+
+@dnc_app.command("import")
+def dnc_import(file: Path, region: RegionOption = "US", as_json: JsonFlag = False) -> None:
+    """Import numbers from a CSV (a phone column) or a text file (one number a line)."""
+    numbers = _read_number_file(file)
+    good, bad = _normalize_all(numbers, region)
+    added = open_store().dnc_add(good)
+    if as_json:
+        print_json({"read": len(numbers), "valid": len(good), "added": added,
+                    "invalid": [{"value": raw, "reason": why} for raw, why in bad]})
+        return
+    _report_bad(bad)
+    console.print(f"read {len(numbers):,}, added {added:,} new, {len(bad):,} invalid")
+
+
+def _read_number_file(file: Path) -> list[str]:
+    from . import csvfile
+
+    fmt = csvfile.inspect(file, get_settings().max_upload_bytes)
+    column = csvfile.find_column(fmt.columns, None, csvfile.PHONE_COLUMN_NAMES)
+    if column is None and len(fmt.columns) == 1:
+        # A plain list: the first line is a number, not a header.
+        text = file.read_text(encoding=fmt.encoding)
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    if column is None:
+        raise UserError(f"{file}: no phone column among {', '.join(fmt.columns)}")
+    numbers: list[str] = []
+    for chunk in csvfile.read_chunks(file, fmt):
+        numbers.extend(value for value in chunk[column].tolist() if value)
+    return numbers
+
+
+@dnc_app.command("list")
+def dnc_list(as_json: JsonFlag = False) -> None:
+    """Print every number on the do-not-call list."""
+    numbers = sorted(open_store().iter_dnc())
+    if as_json:
+        print_json(numbers)
+        return
+    for number in numbers:
+        console.print(number)
+
+
+@dnc_app.command("check")
+def dnc_check(number: str, region: RegionOption = "US", as_json: JsonFlag = False) -> None:
+    """Tell whether a number is on the do-not-call list (exit 0 if it is, 1 if not)."""
+    good, bad = _normalize_all([number], region)
+    if bad:
+        raise UserError(f"{number!r}: {bad[0][1]}")
+    listed = open_store().dnc_contains(good[0])
+    if as_json:
+        print_json({"number": good[0], "listed": listed})
+    else:
+        console.print(f"{good[0]} is {'on' if listed else 'not on'} the do-not-call list")
+    raise typer.Exit(0 if listed else 1)
+
+
+@app.command("demo")
+def demo(
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Contacts CSV.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Campaign config YAML.")] = None,
+) -> None:
+    """Run the example campaign end to end on local services started for the purpose."""
+    from .demo import run_demo
+
+    run_demo(console, csv_file=csv_file, config_file=config)
+
+
+def main() -> None:
+    """Entry point: user mistakes print a message, never a traceback."""
+    try:
+        app()
+    except UserError as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except DialerError as exc:
+        err_console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except redis.exceptions.ConnectionError as exc:
+        err_console.print(f"[red]error:[/] lost the connection to Redis: {exc}", highlight=False)
+        sys.exit(1)

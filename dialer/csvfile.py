@@ -1,0 +1,181 @@
+"""Opening a campaign CSV: size, binary, encoding and delimiter checks, chunked reading."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import IngestError
+
+#: Rows pandas parses at a time; memory is bounded by this, not by the file.
+CHUNK_ROWS = 50_000
+#: Extra unnamed columns read past the header, so a row with too many fields is
+#: reported as a bad row instead of failing the whole file.
+SPARE_COLUMNS = 32
+SNIFF_BYTES = 64 * 1024
+DELIMITERS = (",", ";", "\t", "|")
+
+#: Header spellings taken as the phone column, in order of preference.
+PHONE_COLUMN_NAMES = (
+    "phone",
+    "phone_number",
+    "phonenumber",
+    "number",
+    "mobile",
+    "mobile_number",
+    "mobile_phone",
+    "cell",
+    "cell_phone",
+    "tel",
+    "telephone",
+    "msisdn",
+    "e164",
+)
+TIMEZONE_COLUMN_NAMES = ("timezone", "time_zone", "tz")
+
+_MAGIC = {
+    b"PK\x03\x04": "a ZIP archive (an .xlsx workbook?); save it as CSV first",
+    b"\xd0\xcf\x11\xe0": "a legacy Excel/Office document; save it as CSV first",
+    b"%PDF": "a PDF document",
+    b"\x1f\x8b": "a gzip archive; decompress it first",
+}
+
+
+def header_key(name: str) -> str:
+    """Compare header names ignoring case, spacing, dashes and dots."""
+    return re.sub(r"[\s\-.]+", "_", name.strip().lower()).strip("_")
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    encoding: str
+    delimiter: str
+    columns: list[str]
+
+
+def _check_file(path: Path, max_bytes: int) -> bytes:
+    if not path.exists():
+        raise IngestError(f"file not found: {path}")
+    if not path.is_file():
+        raise IngestError(f"not a file: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise IngestError(f"{path} is empty: it needs a header row and at least one contact")
+    if size > max_bytes:
+        raise IngestError(
+            f"{path} is {size / 2**20:.1f} MiB, over the {max_bytes / 2**20:.0f} MiB limit; "
+            "split it or raise DIALER_MAX_UPLOAD_MB"
+        )
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    for magic, what in _MAGIC.items():
+        if head.startswith(magic):
+            raise IngestError(f"{path} is not a CSV file: it is {what}")
+    if b"\x00" in head:
+        raise IngestError(f"{path} is not a CSV file: it contains binary data")
+    return head
+
+
+def _detect_encoding(path: Path, head: bytes) -> str:
+    """UTF-8 (BOM or not) when the whole file decodes as UTF-8, else cp1252 or latin-1."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                block.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"
+
+
+def _detect_delimiter(sample: str) -> str:
+    try:
+        return csv.Sniffer().sniff(sample, delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:
+        first_line = sample.splitlines()[0] if sample else ""
+        counts = {delim: first_line.count(delim) for delim in DELIMITERS}
+        best = max(counts, key=lambda delim: counts[delim])
+        return best if counts[best] else ","
+
+
+def inspect(path: Path, max_bytes: int) -> CsvFormat:
+    """Check the file and find its encoding, delimiter and header; fail with a clear error."""
+    head = _check_file(path, max_bytes)
+    encoding = _detect_encoding(path, head)
+    sample = head.decode(encoding, errors="replace")
+    if not sample.strip():
+        raise IngestError(f"{path} is empty: it needs a header row and at least one contact")
+    delimiter = _detect_delimiter(sample)
+    try:
+        header = next(csv.reader(io.StringIO(sample), delimiter=delimiter))
+    except (csv.Error, StopIteration) as exc:
+        raise IngestError(f"{path}: cannot read the header row ({exc})") from None
+    columns = [name.strip() for name in header]
+    if not any(columns):
+        raise IngestError(f"{path}: the first row must be a header naming the columns")
+    seen: dict[str, int] = {}
+    unique = []
+    for index, name in enumerate(columns):
+        name = name or f"column_{index + 1}"
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        unique.append(name if count == 0 else f"{name}_{count + 1}")
+    return CsvFormat(encoding=encoding, delimiter=delimiter, columns=unique)
+
+
+def find_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...]) -> str | None:
+    """The column named ``wanted`` (spelling-insensitive), else the first known candidate."""
+    keys = {header_key(name): name for name in reversed(columns)}
+    if wanted is not None:
+        return keys.get(header_key(wanted))
+    for candidate in candidates:
+        if candidate in keys:
+            return keys[candidate]
+    return None
+
+
+def read_chunks(path: Path, fmt: CsvFormat, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """Yield the data rows as string DataFrames of at most ``chunk_rows`` rows.
+
+    Extra fields past the header land in spare columns named ``__extra_N``;
+    missing trailing fields are empty strings.
+    """
+    names = fmt.columns + [f"__extra_{i}" for i in range(SPARE_COLUMNS)]
+    try:
+        reader = pd.read_csv(
+            path,
+            sep=fmt.delimiter,
+            encoding=fmt.encoding,
+            header=0,
+            names=names,
+            dtype=str,
+            keep_default_na=False,
+            na_filter=False,
+            skip_blank_lines=True,
+            chunksize=chunk_rows or CHUNK_ROWS,
+            engine="c",
+            quotechar='"',
+            doublequote=True,
+            index_col=False,
+        )
+        with reader:
+            yield from reader
+    except pd.errors.ParserError as exc:
+        raise IngestError(f"{path}: the file is not valid CSV ({exc})") from None

@@ -1,0 +1,18 @@
+-- Store one chunk of accepted-looking rows atomically.
+-- KEYS: contacts hash, numbers hash (e164 -> contact id), due zset, dnc set
+-- ARGV: triples of (contact id, e164, contact json)
+-- Returns one letter per row: A accepted, D duplicate, S suppressed (DNC).
+local out = {}
+for i = 1, #ARGV, 3 do
+  local id, e164, json = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if redis.call('SISMEMBER', KEYS[4], e164) == 1 then
+    out[#out + 1] = 'S'
+  elseif redis.call('HSETNX', KEYS[2], e164, id) == 0 then
+    out[#out + 1] = 'D'
+  else
+    redis.call('HSET', KEYS[1], id, json)
+    redis.call('ZADD', KEYS[3], 0, id)
+    out[#out + 1] = 'A'
+  end
+end
+return table.concat(out)

@@ -1,0 +1,78 @@
+"""Process settings, read once from the environment and an optional ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import SettingsError
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_AGENT_NAME = "outbound-agent"
+DEFAULT_MAX_UPLOAD_MB = 512
+DEFAULT_WORKER_CONCURRENCY = 500
+
+#: What each setting is called in the environment, for error messages.
+ENV_NAMES = {
+    "redis_url": "REDIS_URL",
+    "livekit_url": "LIVEKIT_URL",
+    "livekit_api_key": "LIVEKIT_API_KEY",
+    "livekit_api_secret": "LIVEKIT_API_SECRET",
+    "sip_outbound_trunk_id": "SIP_OUTBOUND_TRUNK_ID",
+    "agent_name": "AGENT_NAME",
+}
+
+
+class Settings(BaseSettings):
+    """Everything a dialer process needs to know about its environment.
+
+    Field names map to environment variables of the same name in upper case
+    (``redis_url`` <- ``REDIS_URL``); secrets are never read from campaign files.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    redis_url: str = DEFAULT_REDIS_URL
+    livekit_url: str | None = None
+    livekit_api_key: str | None = None
+    livekit_api_secret: str | None = Field(default=None, repr=False)
+    sip_outbound_trunk_id: str | None = None
+    agent_name: str = DEFAULT_AGENT_NAME
+    #: Files larger than this are refused before anything is stored.
+    dialer_max_upload_mb: float = Field(default=DEFAULT_MAX_UPLOAD_MB, gt=0)
+    #: Where uploaded campaign files are kept for the ``ingest`` task.
+    dialer_upload_dir: Path = Path("var/uploads")
+    #: Trunk-wide limits, applied on top of each campaign's own (0 = no extra limit).
+    dialer_trunk_max_concurrent_calls: int = Field(default=0, ge=0)
+    dialer_trunk_calls_per_second: float = Field(default=0, ge=0)
+    #: Threads per Celery worker process (each ringing call holds one).
+    dialer_worker_concurrency: int = Field(default=DEFAULT_WORKER_CONCURRENCY, ge=1)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.dialer_max_upload_mb * 1024 * 1024)
+
+    def require(self, *names: str) -> None:
+        """Raise a SettingsError naming every missing setting among ``names``."""
+        missing = [name for name in names if not getattr(self, name)]
+        if missing:
+            env = ", ".join(ENV_NAMES.get(name, name.upper()) for name in missing)
+            raise SettingsError(
+                f"missing setting: {env}. Set it in the environment or in a .env file "
+                f"in the working directory (see .env.example)."
+            )
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings, read on first use and validated."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid setting: {problems}") from None

@@ -1,0 +1,245 @@
+"""Campaign CSV ingest against a real Redis."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dialer import csvfile
+from dialer.config import CampaignConfig, parse_config
+from dialer.errors import ConfigError, IngestError
+from dialer.ingest import ingest_file
+from dialer.models import CampaignState
+from dialer.store import Keys, Store
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "campaigns" / "example.csv"
+MAX_BYTES = 10 * 2**20
+
+
+def config(**fields: object) -> CampaignConfig:
+    return parse_config({"name": "Test", **fields})
+
+
+def ingest(store: Store, path: Path, cfg: CampaignConfig | None = None, **kwargs: object):  # type: ignore[no-untyped-def]
+    return ingest_file(store, path, cfg or config(), max_bytes=MAX_BYTES, **kwargs)  # type: ignore[arg-type]
+
+
+def write(tmp_path: Path, text: str, name: str = "contacts.csv", encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def campaign_keys(store: Store) -> list[bytes]:
+    return [key for key in store.redis.keys("dialer:campaign*")]
+
+
+def test_example_campaign_buckets(store: Store) -> None:
+    summary = ingest(store, EXAMPLE)
+    assert summary.counts() == {"rows": 20, "accepted": 18, "rejected": 1, "duplicates": 1, "suppressed": 0}
+    assert summary.reject_reasons == Counter({"invalid_number": 1})
+    record = store.get_campaign(summary.campaign_id)
+    assert record.state is CampaignState.DRAFT
+    assert store.contact_count(summary.campaign_id) == 18
+    assert store.due_count(summary.campaign_id) == 18
+
+
+def test_contacts_keep_their_row_number_number_zone_and_variables(store: Store) -> None:
+    summary = ingest(store, EXAMPLE)
+    contact = store.get_contact_json(summary.campaign_id, 2)
+    assert contact is not None
+    assert contact["phone_e164"] == "+12025550100"
+    assert contact["phone_raw"] == "(202) 555-0100"
+    assert contact["time_zones"] == ["America/New_York"]
+    assert contact["variables"] == {
+        "first_name": "Ada", "last_name": "Lovelace", "appointment": "2026-12-01 09:30", "clinic": "Downtown",
+    }
+    london = store.get_contact_json(summary.campaign_id, store.contact_id_for(summary.campaign_id, "+442079460002") or 0)
+    assert london is not None and london["time_zones"] == ["Europe/London"]
+
+
+def test_skipped_rows_are_kept_with_row_number_and_reason(store: Store) -> None:
+    summary = ingest(store, EXAMPLE)
+    skipped = list(store.iter_skipped_rows(summary.campaign_id))
+    by_bucket = {entry["bucket"]: entry for entry in skipped}
+    assert by_bucket["duplicate"]["row"] == 20
+    assert by_bucket["rejected"]["row"] == 21
+    assert by_bucket["rejected"]["reason"] == "invalid_number"
+    assert by_bucket["rejected"]["values"]["phone"] == "12345"
+
+
+def test_dnc_numbers_are_suppressed(store: Store) -> None:
+    store.dnc_add(["+12025550101"])
+    summary = ingest(store, EXAMPLE)
+    assert summary.suppressed == 1
+    assert summary.accepted == 17
+    assert store.contact_id_for(summary.campaign_id, "+12025550101") is None
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_delimiters_are_detected(store: Store, tmp_path: Path, delimiter: str) -> None:
+    text = delimiter.join(["name", "phone"]) + "\n" + delimiter.join(["Ann", "202-555-0143"]) + "\n"
+    summary = ingest(store, write(tmp_path, text))
+    assert summary.accepted == 1
+
+
+def test_bom_quotes_and_embedded_newlines(store: Store, tmp_path: Path) -> None:
+    text = '\ufeffPhone,note\n"202 555 0144","line one\nline two, with comma"\n202-555-0145,"say ""hi"""\n'
+    summary = ingest(store, write(tmp_path, text))
+    assert summary.accepted == 2
+    contact = store.get_contact_json(summary.campaign_id, 2)
+    assert contact is not None and contact["variables"]["note"] == "line one\nline two, with comma"
+    assert (store.get_contact_json(summary.campaign_id, 3) or {})["variables"]["note"] == 'say "hi"'
+
+
+def test_legacy_cp1252_export_is_read(store: Store, tmp_path: Path) -> None:
+    summary = ingest(store, write(tmp_path, "phone;name\n2025550146;Zoë Müller €\n", encoding="cp1252"))
+    assert summary.encoding == "cp1252"
+    assert (store.get_contact_json(summary.campaign_id, 2) or {})["variables"]["name"] == "Zoë Müller €"
+
+
+def test_phone_column_found_by_common_names(store: Store, tmp_path: Path) -> None:
+    summary = ingest(store, write(tmp_path, "Name, Mobile Number \nAnn,202-555-0147\n"))
+    assert summary.phone_column == "Mobile Number"
+    assert summary.accepted == 1
+
+
+def test_phone_column_option(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "who,contact\nAnn,202-555-0148\n")
+    with pytest.raises(IngestError, match="no phone column"):
+        ingest(store, path)
+    assert ingest(store, path, phone_column="CONTACT").accepted == 1
+
+
+def test_spreadsheet_mangles_are_rejected_not_guessed(store: Store, tmp_path: Path) -> None:
+    text = "phone\n4.4207946E+11\n'2025550149\n"
+    summary = ingest(store, write(tmp_path, text))
+    assert summary.reject_reasons == Counter({"scientific_notation": 1})
+    assert summary.accepted == 1
+
+
+def test_row_with_too_many_fields_is_rejected(store: Store, tmp_path: Path) -> None:
+    summary = ingest(store, write(tmp_path, "phone,name\n202-555-0150,Ann,extra\n202-555-0151,Bob\n"))
+    assert summary.reject_reasons == Counter({"too_many_fields": 1})
+    assert summary.accepted == 1
+
+
+def test_short_row_gets_empty_variables(store: Store, tmp_path: Path) -> None:
+    summary = ingest(store, write(tmp_path, "phone,name,city\n202-555-0152\n"))
+    assert summary.accepted == 1
+    assert (store.get_contact_json(summary.campaign_id, 2) or {})["variables"] == {"name": "", "city": ""}
+
+
+def test_timezone_column_wins_over_the_number(store: Store, tmp_path: Path) -> None:
+    summary = ingest(store, write(tmp_path, "phone,timezone\n202-555-0153,America/Chicago\n202-555-0154,Nowhere/Else\n"))
+    assert (store.get_contact_json(summary.campaign_id, 2) or {})["time_zones"] == ["America/Chicago"]
+    assert (store.get_contact_json(summary.campaign_id, 3) or {})["time_zones"] == ["America/New_York"]
+
+
+def test_toll_free_number_needs_a_timezone(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "phone\n+1 800 555 0100\n")
+    summary = ingest(store, path)
+    assert summary.reject_reasons == Counter({"no_common_window": 1})
+    skipped = next(store.iter_skipped_rows(summary.campaign_id))
+    assert "timezone column" in skipped["detail"]
+    summary = ingest(store, path, config(default_timezone="America/Denver"))
+    assert summary.accepted == 1
+    assert (store.get_contact_json(summary.campaign_id, 2) or {})["time_zones"] == ["America/Denver"]
+
+
+def test_templates_must_name_existing_columns(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, "phone,name\n202-555-0155,Ann\n")
+    with pytest.raises(ConfigError, match=r"\{first_name\}"):
+        ingest(store, path, config(greeting="Hi {first_name}"))
+    assert campaign_keys(store) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"phone,name\n", "no data rows"),
+        (b"name,city\nAnn,Paris\n", "no phone column"),
+        (b"\x00\x01\x02binary\x00stuff", "binary"),
+        (b"PK\x03\x04rest-of-a-zip", "xlsx"),
+    ],
+)
+def test_bad_files_fail_before_anything_is_stored(
+    store: Store, tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(IngestError, match=message):
+        ingest(store, path)
+    assert campaign_keys(store) == []
+    assert store.list_campaigns() == []
+
+
+def test_missing_and_oversized_files_are_refused(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match="not found"):
+        ingest(store, tmp_path / "nope.csv")
+    with pytest.raises(IngestError, match="over the"):
+        ingest_file(store, EXAMPLE, config(), max_bytes=100)
+    assert campaign_keys(store) == []
+
+
+def test_failure_mid_ingest_leaves_no_campaign(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(csvfile, "CHUNK_ROWS", 5)
+    path = write(tmp_path, "phone\n" + "".join(f"202-555-{100 + i:04d}\n" for i in range(30)))
+    chunks = []
+
+    def explode_on_second_chunk(rows: int) -> None:
+        chunks.append(rows)
+        if len(chunks) == 2:
+            raise RuntimeError("worker died")
+
+    with pytest.raises(RuntimeError):
+        ingest(store, path, progress=explode_on_second_chunk)
+    assert campaign_keys(store) == []
+    assert store.redis.zcard(Keys.ingesting) == 0
+
+
+def test_chunks_are_read_in_bounded_pieces(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(csvfile, "CHUNK_ROWS", 7)
+    path = write(tmp_path, "phone\n" + "".join(f"202-555-{100 + i:04d}\n" for i in range(50)) + "202-555-0100\n")
+    sizes: list[int] = []
+    summary = ingest(store, path, progress=sizes.append)
+    assert max(sizes) == 7
+    assert summary.counts() == {"rows": 51, "accepted": 50, "rejected": 0, "duplicates": 1, "suppressed": 0}
+
+
+HOSTILE = st.one_of(
+    st.text(max_size=30),
+    st.from_regex(r"\+?[0-9 ()\-.]{0,20}", fullmatch=True),
+    st.sampled_from(["=cmd|' /C calc'!A0", "+1 202 555 0100", "4.4207946E+11", "'2025550100", "\x00", '"', "\r\n"]),
+    st.integers(min_value=0, max_value=10**16).map(str),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(HOSTILE, HOSTILE), min_size=1, max_size=25))
+def test_every_row_lands_in_exactly_one_bucket(store: Store, tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str]]) -> None:
+    import csv
+
+    path = tmp_path_factory.mktemp("hyp") / "rows.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["phone", "note"])
+        writer.writerows(rows)
+    try:
+        summary = ingest(store, path)
+    except IngestError:
+        return  # a file-level refusal (e.g. all rows blank) stores nothing
+    counts = summary.counts()
+    assert counts["accepted"] + counts["rejected"] + counts["duplicates"] + counts["suppressed"] == counts["rows"]
+    assert sum(summary.reject_reasons.values()) == counts["rejected"]
+    assert store.contact_count(summary.campaign_id) == counts["accepted"]
+    skipped = list(store.iter_skipped_rows(summary.campaign_id))
+    assert len(skipped) == counts["rejected"] + counts["duplicates"] + counts["suppressed"]
