@@ -41,13 +41,23 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {
             "dialer.tasks.dial": {"queue": "dial"},
             "dialer.tasks.ingest_upload": {"queue": "ingest"},
+            "dialer.tasks.pace": {"queue": "control"},
+            "dialer.tasks.reconcile": {"queue": "control"},
         },
         "beat_schedule": beat_schedule(),
     }
 
 
 def beat_schedule() -> dict[str, Any]:
-    return {}
+    from .pacer import PACER_PERIOD_S
+    from .reconcile import RECONCILE_PERIOD_S
+
+    return {
+        "pace": {"task": "dialer.tasks.pace", "schedule": PACER_PERIOD_S,
+                 "options": {"expires": PACER_PERIOD_S * 2}},
+        "reconcile": {"task": "dialer.tasks.reconcile", "schedule": RECONCILE_PERIOD_S,
+                      "options": {"expires": RECONCILE_PERIOD_S * 2}},
+    }
 
 
 app = Celery("dialer", include=["dialer.tasks"])

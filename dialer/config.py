@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .policy import SipClass
 from .window import CallingWindow, zone
 
 DEFAULT_MAX_ATTEMPTS = 3
@@ -77,6 +78,8 @@ class CampaignConfig(BaseModel):
     capture_fields: dict[str, str] = Field(default_factory=dict)
     #: Where the agent transfers a caller who asks for a person.
     transfer_number: str | None = None
+    #: Overrides of the SIP outcome policy: SIP code -> class (busy, no_answer, ...).
+    sip_policy: dict[int, SipClass] = Field(default_factory=dict)
 
     @field_validator("default_region")
     @classmethod

@@ -163,7 +163,8 @@ def read_chunks(path: Path, fmt: CsvFormat, chunk_rows: int | None = None) -> It
             path,
             sep=fmt.delimiter,
             encoding=fmt.encoding,
-            header=0,
+            header=None,
+            skiprows=1,
             names=names,
             dtype=str,
             keep_default_na=False,
@@ -173,7 +174,6 @@ def read_chunks(path: Path, fmt: CsvFormat, chunk_rows: int | None = None) -> It
             engine="c",
             quotechar='"',
             doublequote=True,
-            index_col=False,
         )
         with reader:
             yield from reader

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 
 class CampaignState(StrEnum):
     INGESTING = "ingesting"  #: being created; invisible until ingest finishes
@@ -70,3 +72,58 @@ class Contact:
             time_zones=tuple(data.get("time_zones", ())),
             variables=dict(data.get("variables", {})),
         )
+
+
+class DispatchMetadata(BaseModel):
+    """What the dialer tells the agent about a call (the agent dispatch's ``metadata``).
+
+    Shared by ``dialer`` and ``agent_worker``; unknown keys are ignored so that a newer
+    dialer can talk to an older agent.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    #: "<campaign>:<contact>:<seq>", the attempt's id in the ledger.
+    call_id: str
+    campaign_id: str
+    contact_id: int
+    attempt: int
+    phone_e164: str
+    #: The SIP participant the agent must bind to, never "the first participant".
+    participant_identity: str
+    variables: dict[str, str] = Field(default_factory=dict)
+    instructions: str = ""
+    greeting: str = ""
+    voicemail_action: str = "hangup"
+    voicemail_message: str = ""
+    dispositions: list[str] = Field(default_factory=list)
+    capture_fields: dict[str, str] = Field(default_factory=dict)
+    transfer_number: str | None = None
+    max_call_duration_s: int = 600
+
+    @staticmethod
+    def make_call_id(campaign_id: str, contact_id: int, attempt: int) -> str:
+        return f"{campaign_id}:{contact_id}:{attempt}"
+
+    @staticmethod
+    def parse_call_id(call_id: str) -> tuple[str, int, int]:
+        campaign_id, contact, attempt = call_id.split(":")
+        return campaign_id, int(contact), int(attempt)
+
+
+class CallResult(BaseModel):
+    """What the agent (or the sandbox standing in for it) reports when a call ends."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    outcome: Outcome = Outcome.ANSWERED
+    disposition: str = ""
+    notes: str = ""
+    captured: dict[str, str] = Field(default_factory=dict)
+    answered_at: float | None = None
+    ended_at: float | None = None
+    talk_s: float = 0.0
+    transcript: list[dict[str, str]] = Field(default_factory=list)
+    sip_call_id: str = ""
+    callback_at: str | None = None
+    error: str = ""

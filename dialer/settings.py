@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import cache
 from pathlib import Path
 
@@ -50,6 +51,13 @@ class Settings(BaseSettings):
     dialer_trunk_calls_per_second: float = Field(default=0, ge=0)
     #: Threads per Celery worker process (each ringing call holds one).
     dialer_worker_concurrency: int = Field(default=DEFAULT_WORKER_CONCURRENCY, ge=1)
+
+    #: Added to the wall clock by the dialer; for dry runs and tests of calling windows.
+    dialer_clock_offset_s: float = 0.0
+
+    def now(self) -> float:
+        """The dialer's clock (unix seconds)."""
+        return time.time() + self.dialer_clock_offset_s
 
     @property
     def max_upload_bytes(self) -> int:

@@ -18,8 +18,8 @@ from typing import Any
 import redis
 
 from .config import CampaignConfig
-from .errors import NotFoundError
-from .models import CampaignState
+from .errors import NotFoundError, StateError
+from .models import AttemptState, CampaignState, Outcome
 
 PREFIX = "dialer"
 #: Contacts written per Redis round trip by the ingest.
@@ -60,9 +60,49 @@ class Keys:
     def due(cid: str) -> str:
         return f"{PREFIX}:campaign:{cid}:due"  #: zset contact id -> earliest dial time
 
+    @staticmethod
+    def status(cid: str) -> str:
+        return f"{PREFIX}:campaign:{cid}:status"  #: hash contact id -> contact status json
+
+    @staticmethod
+    def attempts(cid: str) -> str:
+        return f"{PREFIX}:campaign:{cid}:attempts"  #: hash "contact:seq" -> attempt json (the ledger)
+
+    @staticmethod
+    def results(cid: str) -> str:
+        return f"{PREFIX}:campaign:{cid}:results"  #: hash "contact:seq" -> call result json
+
+    @staticmethod
+    def progress(cid: str) -> str:
+        return f"{PREFIX}:campaign:{cid}:progress"  #: hash of counters (final, in_flight, outcome:x)
+
+    @staticmethod
+    def active(cid: str) -> str:
+        return f"{PREFIX}:campaign:{cid}:active"  #: zset "contact:seq" -> lease expiry
+
+    @staticmethod
+    def rate(scope: str) -> str:
+        return f"{PREFIX}:rate:{scope}"  #: zset of recent dial times (sliding window)
+
+    @staticmethod
+    def trunk_active(trunk: str) -> str:
+        return f"{PREFIX}:trunk:{trunk}:active"  #: zset "cid:contact:seq" -> lease expiry
+
+    @staticmethod
+    def trunk_cooldown(trunk: str) -> str:
+        return f"{PREFIX}:trunk:{trunk}:cooldown"  #: set while the trunk backs off
+
+    leases = f"{PREFIX}:leases"  #: zset "cid:contact:seq" -> lease expiry, for the reconciler
+    running = f"{PREFIX}:running"  #: set of running campaign ids
+    pacer_lock = f"{PREFIX}:lock:pacer"  #: the single active pacer
+    reconciler_lock = f"{PREFIX}:lock:reconciler"  #: the single active reconciler
+
     @classmethod
     def all_for(cls, cid: str) -> list[str]:
-        return [cls.campaign(cid), cls.contacts(cid), cls.numbers(cid), cls.rejects(cid), cls.due(cid)]
+        return [
+            cls.campaign(cid), cls.contacts(cid), cls.numbers(cid), cls.rejects(cid), cls.due(cid),
+            cls.status(cid), cls.attempts(cid), cls.results(cid), cls.progress(cid), cls.active(cid),
+        ]
 
 
 @cache
@@ -114,6 +154,11 @@ class Store:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._ingest_chunk = client.register_script(_lua("ingest_chunk"))
+        self._pace = client.register_script(_lua("pace"))
+        self._transition = client.register_script(_lua("transition"))
+        self._finalise = client.register_script(_lua("finalise"))
+        self._rate = client.register_script(_lua("rate"))
+        self._cancel = client.register_script(_lua("cancel"))
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Store:
@@ -268,3 +313,191 @@ class Store:
     def iter_dnc(self) -> Iterator[str]:
         for number in self.redis.sscan_iter(Keys.dnc, count=READ_BATCH):
             yield _text(number)
+
+    # -- campaign lifecycle --------------------------------------------------------
+
+    def set_state(
+        self, cid: str, allowed_from: Iterable[CampaignState], to: CampaignState, reason: str = ""
+    ) -> CampaignState:
+        """Change a campaign's state if it is in one of ``allowed_from``; returns the old state."""
+        key = Keys.campaign(cid)
+        allowed = {state.value for state in allowed_from}
+        while True:
+            with self.redis.pipeline() as pipe:
+                try:
+                    pipe.watch(key)
+                    current = _text(pipe.hget(key, "state"))
+                    if not current or current == CampaignState.INGESTING.value:
+                        raise NotFoundError(f"no campaign with id {cid!r} (see `dialer campaign list`)")
+                    if current not in allowed:
+                        raise StateError(f"campaign {cid} is {current}; cannot make it {to.value}")
+                    pipe.multi()
+                    pipe.hset(key, mapping={"state": to.value, "pause_reason": reason,
+                                            f"{to.value}_at": repr(time.time())})
+                    if to is CampaignState.RUNNING:
+                        pipe.sadd(Keys.running, cid)
+                    else:
+                        pipe.srem(Keys.running, cid)
+                    pipe.execute()
+                    return CampaignState(current)
+                except redis.WatchError:
+                    continue
+
+    def cancel_waiting(self, cid: str, now: float, batch: int = READ_BATCH) -> int:
+        """Give every contact still in the due set the outcome ``cancelled``."""
+        keys = [Keys.due(cid), Keys.status(cid), Keys.progress(cid), Keys.campaign(cid)]
+        total = 0
+        while cancelled := int(self._cancel(keys=keys, args=[now, batch])):
+            total += cancelled
+        return total
+
+    def running_campaigns(self) -> list[str]:
+        return sorted(_text(cid) for cid in self.redis.smembers(Keys.running))
+
+    def campaign_state(self, cid: str) -> str:
+        return _text(self.redis.hget(Keys.campaign(cid), "state"))
+
+    def progress(self, cid: str) -> dict[str, int]:
+        return {_text(k): int(v) for k, v in self.redis.hgetall(Keys.progress(cid)).items()}
+
+    # -- pacing --------------------------------------------------------------------
+
+    def due_contacts(self, cid: str, now: float, limit: int) -> list[int]:
+        return [int(i) for i in self.redis.zrangebyscore(Keys.due(cid), "-inf", now, start=0, num=limit)]
+
+    def reschedule_due(self, cid: str, due_at: dict[int, float]) -> None:
+        if due_at:
+            self.redis.zadd(Keys.due(cid), {str(k): v for k, v in due_at.items()}, xx=True)
+
+    def next_due_at(self, cid: str) -> float | None:
+        first = self.redis.zrange(Keys.due(cid), 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    def contacts(self, cid: str, ids: Sequence[int]) -> list[dict[str, Any] | None]:
+        if not ids:
+            return []
+        raw = self.redis.hmget(Keys.contacts(cid), [str(i) for i in ids])
+        return [json.loads(item) if item else None for item in raw]
+
+    def queue_attempts(
+        self,
+        cid: str,
+        trunk: str,
+        contact_ids: Sequence[int],
+        *,
+        now: float,
+        lease_s: float,
+        max_concurrent: int,
+        trunk_max_concurrent: int,
+    ) -> list[str]:
+        """Atomically move due contacts to queued attempts within the concurrency limits."""
+        if not contact_ids:
+            return []
+        keys = [Keys.campaign(cid), Keys.due(cid), Keys.status(cid), Keys.attempts(cid),
+                Keys.active(cid), Keys.trunk_active(trunk), Keys.leases, Keys.progress(cid)]
+        args = [cid, now, lease_s, max_concurrent, trunk_max_concurrent, *contact_ids]
+        return [_text(member) for member in self._pace(keys=keys, args=args)]
+
+    def attempt_count(self, cid: str) -> int:
+        return int(self.redis.hlen(Keys.attempts(cid)))
+
+    def in_flight(self, cid: str) -> int:
+        return int(self.redis.zcard(Keys.active(cid)))
+
+    def acquire_rate(self, scope: str, now: float, limit: int, window_s: float, member: str) -> float:
+        """Record a dial in ``scope``'s window if allowed; else the seconds to wait."""
+        return float(_text(self._rate(keys=[Keys.rate(scope)], args=[now, limit, window_s, member])))
+
+    def cool_down(self, trunk: str, seconds: float) -> None:
+        self.redis.set(Keys.trunk_cooldown(trunk), "1", px=max(1, int(seconds * 1000)))
+
+    def cooling_down(self, trunk: str) -> bool:
+        return bool(self.redis.exists(Keys.trunk_cooldown(trunk)))
+
+    def try_lock(self, key: str, token: str, ttl_s: float) -> bool:
+        """Take or renew a lock held by ``token``."""
+        if self.redis.set(key, token, nx=True, px=int(ttl_s * 1000)):
+            return True
+        if _text(self.redis.get(key)) == token:
+            self.redis.pexpire(key, int(ttl_s * 1000))
+            return True
+        return False
+
+    # -- the attempt ledger ----------------------------------------------------------
+
+    def attempt(self, cid: str, member: str) -> dict[str, Any] | None:
+        raw = self.redis.hget(Keys.attempts(cid), member)
+        return json.loads(raw) if raw else None
+
+    def transition(
+        self,
+        cid: str,
+        member: str,
+        expected: Sequence[AttemptState],
+        to: AttemptState,
+        lease_until: float,
+        fields: dict[str, Any] | None = None,
+    ) -> str:
+        """Compare-and-set an attempt's state; 'ok' or the state it was really in."""
+        keys = [Keys.attempts(cid), Keys.active(cid), self._trunk_active_key(cid), Keys.leases]
+        args = [cid, member, ",".join(s.value for s in expected), to.value, lease_until,
+                json.dumps(fields or {})]
+        return _text(self._transition(keys=keys, args=args))
+
+    def finalise(
+        self,
+        cid: str,
+        member: str,
+        expected: Sequence[AttemptState],
+        *,
+        now: float,
+        verdict: str,
+        outcome: Outcome,
+        counts: bool,
+        due_at: float = 0.0,
+        max_attempts: int = 1,
+        fields: dict[str, Any] | None = None,
+        pause_reason: str = "",
+        result: dict[str, Any] | None = None,
+    ) -> str:
+        """End an attempt exactly once (see ``lua/finalise.lua``)."""
+        keys = [Keys.attempts(cid), Keys.status(cid), Keys.due(cid), Keys.progress(cid),
+                Keys.active(cid), self._trunk_active_key(cid), Keys.leases, Keys.campaign(cid),
+                Keys.running, Keys.results(cid)]
+        args = [cid, member, ",".join(s.value for s in expected), now, verdict, outcome.value,
+                "1" if counts else "0", due_at, max_attempts, json.dumps(fields or {}), pause_reason,
+                json.dumps(result, ensure_ascii=False) if result is not None else ""]
+        return _text(self._finalise(keys=keys, args=args))
+
+    def _trunk_active_key(self, cid: str) -> str:
+        return Keys.trunk_active(self.trunk_of(cid))
+
+    def trunk_of(self, cid: str) -> str:
+        return _text(self.redis.hget(Keys.campaign(cid), "trunk")) or "default"
+
+    def set_trunk(self, cid: str, trunk: str) -> None:
+        self.redis.hset(Keys.campaign(cid), "trunk", trunk)
+
+    def expired_leases(self, now: float, limit: int = 500) -> list[tuple[str, str]]:
+        """(campaign id, attempt member) pairs whose lease ran out."""
+        out = []
+        for raw in self.redis.zrangebyscore(Keys.leases, "-inf", now, start=0, num=limit):
+            cid, _, member = _text(raw).partition(":")
+            out.append((cid, member))
+        return out
+
+    def contact_status(self, cid: str, contact_id: int) -> dict[str, Any] | None:
+        raw = self.redis.hget(Keys.status(cid), str(contact_id))
+        return json.loads(raw) if raw else None
+
+    def result(self, cid: str, member: str) -> dict[str, Any] | None:
+        raw = self.redis.hget(Keys.results(cid), member)
+        return json.loads(raw) if raw else None
+
+    def iter_attempts(self, cid: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        for member, raw in self.redis.hscan_iter(Keys.attempts(cid), count=READ_BATCH):
+            yield _text(member), json.loads(raw)
+
+    def iter_statuses(self, cid: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        for contact, raw in self.redis.hscan_iter(Keys.status(cid), count=READ_BATCH):
+            yield int(contact), json.loads(raw)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from .celery import app
 from .config import parse_config
+from .dialing import Dialer
 from .ingest import ingest_file
+from .livekit import LiveKitGateway
+from .pacer import pace as pace_campaigns
+from .reconcile import reconcile as reconcile_attempts
 from .settings import get_settings
 from .store import Store
 
@@ -18,6 +24,20 @@ def store() -> Store:
     """One Store per worker process, shared by its threads."""
     settings = get_settings()
     return Store.from_url(settings.redis_url, max_connections=settings.dialer_worker_concurrency + 20)
+
+
+@cache
+def gateway() -> LiveKitGateway:
+    return LiveKitGateway.from_settings(get_settings())
+
+
+@cache
+def dialer() -> Dialer:
+    return Dialer(store(), gateway(), get_settings())
+
+
+def _token() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @app.task(name="dialer.tasks.ingest_upload")
@@ -31,3 +51,23 @@ def ingest_upload(path: str, config: dict[str, Any], phone_column: str | None = 
         max_bytes=get_settings().max_upload_bytes,
     )
     return summary.to_json_dict()
+
+
+@app.task(name="dialer.tasks.dial")
+def dial(campaign_id: str, contact_id: int, seq: int) -> str:
+    """Dial one queued attempt (the ledger, not Celery, decides if it is a duplicate)."""
+    return dialer().dial(campaign_id, contact_id, seq)
+
+
+def _enqueue_dial(campaign_id: str, contact_id: int, seq: int) -> None:
+    dial.apply_async((campaign_id, contact_id, seq), queue="dial")
+
+
+@app.task(name="dialer.tasks.pace")
+def pace() -> int | None:
+    return pace_campaigns(store(), get_settings(), _enqueue_dial, _token())
+
+
+@app.task(name="dialer.tasks.reconcile")
+def reconcile() -> int | None:
+    return reconcile_attempts(store(), gateway(), get_settings(), _token())

@@ -1,0 +1,57 @@
+"""Campaign control: start, pause, resume, cancel, and the status the CLI shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import SettingsError
+from .models import CampaignState, Outcome
+from .settings import Settings
+from .store import Store
+
+
+def start(store: Store, settings: Settings, cid: str) -> None:
+    """draft -> running, after checking everything a dial will need (nothing is placed on error)."""
+    record = store.get_campaign(cid)
+    settings.require("livekit_url", "livekit_api_key", "livekit_api_secret")
+    trunk = record.config.trunk_id or settings.sip_outbound_trunk_id
+    if not trunk:
+        raise SettingsError("no outbound SIP trunk: set SIP_OUTBOUND_TRUNK_ID or the campaign's trunk_id")
+    store.set_trunk(cid, trunk)
+    store.set_state(cid, [CampaignState.DRAFT], CampaignState.RUNNING)
+
+
+def pause(store: Store, cid: str, reason: str = "paused by operator") -> None:
+    store.set_state(cid, [CampaignState.RUNNING], CampaignState.PAUSED, reason)
+
+
+def resume(store: Store, cid: str) -> None:
+    store.set_state(cid, [CampaignState.PAUSED], CampaignState.RUNNING)
+
+
+def cancel(store: Store, settings: Settings, cid: str) -> int:
+    """Stop for good: waiting contacts are cancelled now, calls in progress finish."""
+    store.set_state(cid, [CampaignState.DRAFT, CampaignState.RUNNING, CampaignState.PAUSED],
+                    CampaignState.CANCELLED)
+    return store.cancel_waiting(cid, settings.now())
+
+
+def status(store: Store, cid: str) -> dict[str, Any]:
+    """The documented ``campaign status --json`` object."""
+    record = store.get_campaign(cid)
+    progress = store.progress(cid)
+    contacts = record.counts["accepted"]
+    final = progress.get("final", 0)
+    in_flight = store.in_flight(cid)
+    return {
+        "campaign_id": cid,
+        "name": record.name,
+        "state": record.state.value,
+        "pause_reason": record.pause_reason or None,
+        "contacts": contacts,
+        "final": final,
+        "in_flight": in_flight,
+        "pending": max(0, contacts - final - in_flight),
+        "attempts": store.attempt_count(cid),
+        "outcomes": {outcome.value: progress.get(f"outcome:{outcome.value}", 0) for outcome in Outcome},
+    }

@@ -1,0 +1,417 @@
+"""One dial attempt, from claim to hand-off (DESIGN.md section 3, steps 4-5; invariants I1-I4).
+
+The attempt is claimed in the ledger with a compare-and-set before anything
+reaches LiveKit; a failed claim is a duplicate delivery. tenacity retries only
+failures where no INVITE can have been answered (carrier 5xx, capacity). A dial
+whose outcome is unknown (timeout, reset, 5xx from LiveKit itself) is resolved
+by looking at the room, never by dialing again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from livekit import api
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from .config import CampaignConfig, render
+from .livekit import LiveKitGateway
+from .models import AttemptState, CallResult, CampaignState, DispatchMetadata, Outcome
+from .policy import AMBIGUOUS_TWIRP_CODES, Action, Verdict, classify
+from .settings import Settings
+from .store import CampaignRecord, Store
+from .window import is_open, next_opening
+
+log = logging.getLogger(__name__)
+
+#: In-task tries of a CreateSIPParticipant that failed before any answer.
+DIAL_TRIES = 3
+DIAL_RETRY_BASE_S = 0.2
+DIAL_RETRY_MAX_S = 3.0
+#: Tries of the calls that place nothing (create room, create dispatch).
+SETUP_TRIES = 3
+#: How long a queued attempt may wait for its dial task before the reconciler requeues it.
+QUEUED_LEASE_S = 300.0
+#: Added to the ring timeout for a dialing attempt's lease.
+DIALING_MARGIN_S = 60.0
+#: Added to the maximum call duration for an answered call's lease.
+IN_CALL_MARGIN_S = 120.0
+#: How long the trunk backs off after a capacity response.
+CAPACITY_COOLDOWN_S = 5.0
+#: Delay before an attempt that never reached the network is tried again.
+REQUEUE_DELAY_S = 5.0
+#: A room with nobody left in it closes after this long.
+ROOM_EMPTY_TIMEOUT_S = 60
+#: How often an unknown dial outcome is polled.
+RESOLVE_POLL_S = 0.25
+CAMPAIGN_CACHE_S = 5.0
+
+TRANSIENT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, concurrent.futures.TimeoutError)
+
+
+def mask(number: str) -> str:
+    """A phone number safe for logs: +1202*****42."""
+    return number[:5] + "*" * max(0, len(number) - 7) + number[-2:] if len(number) > 7 else "***"
+
+
+def room_name(cid: str, contact_id: int, seq: int) -> str:
+    """Deterministic: the same attempt always means the same room."""
+    return f"dial-{cid}-{contact_id}-{seq}"
+
+
+def participant_identity(contact_id: int) -> str:
+    return f"callee-{contact_id}"
+
+
+def rate_window(calls_per_second: float) -> tuple[int, float]:
+    """(events, seconds): a fractional rate as whole events over a longer window."""
+    events = max(1, math.ceil(calls_per_second))
+    return events, events / calls_per_second
+
+
+class _RetryableFailure(Exception):
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.reason)
+        self.verdict = verdict
+
+
+class _UnknownOutcome(Exception):
+    """The INVITE may or may not have gone out."""
+
+
+@dataclass
+class _Attempt:
+    cid: str
+    contact_id: int
+    seq: int
+    campaign: CampaignRecord
+    contact: dict[str, Any]
+
+    @property
+    def member(self) -> str:
+        return f"{self.contact_id}:{self.seq}"
+
+    @property
+    def call_id(self) -> str:
+        return DispatchMetadata.make_call_id(self.cid, self.contact_id, self.seq)
+
+    @property
+    def config(self) -> CampaignConfig:
+        return self.campaign.config
+
+    @property
+    def room(self) -> str:
+        return room_name(self.cid, self.contact_id, self.seq)
+
+    @property
+    def identity(self) -> str:
+        return participant_identity(self.contact_id)
+
+    @property
+    def log_extra(self) -> dict[str, str]:
+        return {"call_id": self.call_id}
+
+
+class Dialer:
+    """Places dial attempts; one per worker process, shared by its threads."""
+
+    def __init__(self, store: Store, gateway: LiveKitGateway, settings: Settings,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.settings = settings
+        self.clock = clock or settings.now
+        self._campaigns: dict[str, tuple[float, CampaignRecord]] = {}
+
+    def campaign(self, cid: str) -> CampaignRecord:
+        cached = self._campaigns.get(cid)
+        if cached and time.monotonic() - cached[0] < CAMPAIGN_CACHE_S:
+            return cached[1]
+        record = self.store.get_campaign(cid)
+        self._campaigns[cid] = (time.monotonic(), record)
+        return record
+
+    # -- the task body -----------------------------------------------------------------
+
+    def dial(self, cid: str, contact_id: int, seq: int) -> str:
+        """Dial one queued attempt; returns what became of it (for logs and tests)."""
+        campaign = self.campaign(cid)
+        member = f"{contact_id}:{seq}"
+        now = self.clock()
+        lease = now + campaign.config.ring_timeout_s + DIALING_MARGIN_S
+        claimed = self.store.transition(cid, member, [AttemptState.QUEUED], AttemptState.DIALING,
+                                        lease, {"dial_started_at": now})
+        if claimed != "ok":
+            log.info("attempt %s:%s already %s; duplicate delivery ignored", cid, member, claimed,
+                     extra={"call_id": f"{cid}:{member}"})
+            return f"duplicate:{claimed}"
+        contact = self.store.contacts(cid, [contact_id])[0] or {}
+        attempt = _Attempt(cid, contact_id, seq, campaign, contact)
+        stop = self._recheck(attempt, now)
+        if stop:
+            return stop
+        return self._place_call(attempt)
+
+    def _recheck(self, attempt: _Attempt, now: float) -> str | None:
+        """DNC, campaign state and calling window, at dial time (I4)."""
+        state = self.store.campaign_state(attempt.cid)
+        if state == CampaignState.CANCELLED:
+            self._end(attempt, "final", Outcome.CANCELLED, counts=False, reason="campaign cancelled")
+            return "cancelled"
+        if state != CampaignState.RUNNING:
+            self._end(attempt, "requeue", Outcome.FAILED, counts=False, due_at=now,
+                      reason=f"campaign {state}")
+            return f"requeued:{state}"
+        if self.store.dnc_contains(attempt.contact["phone_e164"]):
+            self._end(attempt, "final", Outcome.OPTED_OUT, counts=False, reason="on the do-not-call list")
+            return "dnc"
+        zones = attempt.contact.get("time_zones", [])
+        moment = datetime.fromtimestamp(now, UTC)
+        if not is_open(attempt.config.calling_window, zones, moment):
+            opening = next_opening(attempt.config.calling_window, zones, moment)
+            due = opening.timestamp() if opening else now + 86_400
+            self._end(attempt, "requeue", Outcome.FAILED, counts=False, due_at=due,
+                      reason="outside the calling window")
+            return "outside_window"
+        return None
+
+    def _place_call(self, attempt: _Attempt) -> str:
+        try:
+            dispatch_id = self._set_up_room(attempt)
+        except (api.ServerError, *TRANSIENT_ERRORS) as exc:
+            log.warning("could not set up room %s: %s", attempt.room, exc, extra=attempt.log_extra)
+            self._clean_up(attempt, None)
+            self._end(attempt, "requeue", Outcome.CARRIER_ERROR, counts=False,
+                      due_at=self.clock() + REQUEUE_DELAY_S, reason=f"room setup failed: {exc}")
+            return "setup_failed"
+        try:
+            info = self._dial_with_retries(attempt)
+        except _RetryableFailure as failure:
+            return self._handle_failure(attempt, dispatch_id, failure.verdict)
+        except api.ServerError as exc:
+            verdict = self._classify(attempt, exc)
+            if verdict is None:
+                return self._resolve_unknown(attempt, dispatch_id, str(exc))
+            return self._handle_failure(attempt, dispatch_id, verdict)
+        except _UnknownOutcome as exc:
+            return self._resolve_unknown(attempt, dispatch_id, str(exc))
+        return self._answered(attempt, info.sip_call_id)
+
+    def _set_up_room(self, attempt: _Attempt) -> str:
+        metadata = self._metadata(attempt)
+        for retry in Retrying(
+            retry=retry_if_exception_type(TRANSIENT_ERRORS) | retry_if_exception_type(api.ServerError),
+            wait=wait_random_exponential(multiplier=DIAL_RETRY_BASE_S, max=DIAL_RETRY_MAX_S),
+            stop=stop_after_attempt(SETUP_TRIES),
+            reraise=True,
+        ):
+            with retry:
+                self.gateway.create_room(attempt.room, ROOM_EMPTY_TIMEOUT_S)
+                return self.gateway.create_dispatch(
+                    attempt.room, attempt.config.agent_name or self.settings.agent_name,
+                    metadata.model_dump_json(),
+                )
+        raise AssertionError("unreachable")
+
+    def _metadata(self, attempt: _Attempt) -> DispatchMetadata:
+        variables = attempt.contact.get("variables", {})
+        config = attempt.config
+        return DispatchMetadata(
+            call_id=attempt.call_id,
+            campaign_id=attempt.cid,
+            contact_id=attempt.contact_id,
+            attempt=attempt.seq,
+            phone_e164=attempt.contact["phone_e164"],
+            participant_identity=attempt.identity,
+            variables=variables,
+            instructions=render(config.instructions, variables),
+            greeting=render(config.greeting, variables),
+            voicemail_action=config.voicemail_action,
+            voicemail_message=render(config.voicemail_message or "", variables),
+            dispositions=list(config.dispositions),
+            capture_fields=dict(config.capture_fields),
+            transfer_number=config.transfer_number,
+            max_call_duration_s=config.max_call_duration_s,
+        )
+
+    def _dial_with_retries(self, attempt: _Attempt) -> api.SIPParticipantInfo:
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning("dial %s failed (%s); retry %d of %d", mask(attempt.contact["phone_e164"]),
+                        exc, state.attempt_number, DIAL_TRIES - 1, extra=attempt.log_extra)
+
+        for retry in Retrying(
+            retry=retry_if_exception_type(_RetryableFailure),
+            wait=wait_random_exponential(multiplier=DIAL_RETRY_BASE_S, max=DIAL_RETRY_MAX_S),
+            stop=stop_after_attempt(DIAL_TRIES),
+            before_sleep=before_sleep,
+            reraise=True,
+        ):
+            with retry:
+                return self._dial_once(attempt)
+        raise AssertionError("unreachable")
+
+    def _dial_once(self, attempt: _Attempt) -> api.SIPParticipantInfo:
+        self._wait_for_rate(attempt)
+        config = attempt.config
+        request = api.CreateSIPParticipantRequest(
+            sip_trunk_id=self.store.trunk_of(attempt.cid),
+            sip_call_to=attempt.contact["phone_e164"],
+            sip_number=config.caller_id or "",
+            room_name=attempt.room,
+            participant_identity=attempt.identity,
+            participant_name=attempt.contact.get("variables", {}).get("first_name", ""),
+            participant_attributes={"dialer.call_id": attempt.call_id, "dialer.attempt": str(attempt.seq)},
+            wait_until_answered=True,
+            play_dialtone=False,
+        )
+        request.ringing_timeout.seconds = config.ring_timeout_s
+        request.max_call_duration.seconds = config.max_call_duration_s
+        try:
+            return self.gateway.dial(request)
+        except api.ServerError as exc:
+            verdict = self._classify(attempt, exc)
+            if verdict is not None and verdict.rule.action in (Action.RETRY_SOON, Action.SLOW_DOWN):
+                if verdict.rule.action is Action.SLOW_DOWN:
+                    self.store.cool_down(self.store.trunk_of(attempt.cid), CAPACITY_COOLDOWN_S)
+                raise _RetryableFailure(verdict) from None
+            raise
+        except TRANSIENT_ERRORS as exc:
+            raise _UnknownOutcome(f"{type(exc).__name__}: {exc}") from None
+
+    def _classify(self, attempt: _Attempt, exc: api.ServerError) -> Verdict | None:
+        """The policy's verdict, or None when LiveKit itself failed and the outcome is unknown."""
+        sip_code = exc.sip_status_code if isinstance(exc, api.SipCallError) else None
+        sip_status = exc.sip_status if isinstance(exc, api.SipCallError) else None
+        if sip_code is None and (exc.code in AMBIGUOUS_TWIRP_CODES or exc.status >= 500):
+            return None
+        return classify(sip_code, sip_status, exc.code, attempt.config.sip_policy)
+
+    def _wait_for_rate(self, attempt: _Attempt) -> None:
+        """Hold the INVITE until the campaign's (and trunk's) calls-per-second allow it (I3)."""
+        scopes = [(f"campaign:{attempt.cid}", attempt.config.calls_per_second)]
+        if self.settings.dialer_trunk_calls_per_second > 0:
+            scopes.append((f"trunk:{self.store.trunk_of(attempt.cid)}",
+                           self.settings.dialer_trunk_calls_per_second))
+        for scope, rate in scopes:
+            events, window_s = rate_window(rate)
+            token = f"{attempt.call_id}:{time.monotonic_ns()}"
+            while (wait := self.store.acquire_rate(scope, time.time(), events, window_s, token)) > 0:
+                time.sleep(min(wait, 1.0))
+
+    # -- endings -----------------------------------------------------------------------
+
+    def _answered(self, attempt: _Attempt, sip_call_id: str) -> str:
+        now = self.clock()
+        lease = now + attempt.config.max_call_duration_s + IN_CALL_MARGIN_S
+        moved = self.store.transition(attempt.cid, attempt.member, [AttemptState.DIALING],
+                                      AttemptState.IN_CALL, lease,
+                                      {"answered_at": now, "sip_call_id": sip_call_id})
+        log.info("call %s answered", mask(attempt.contact["phone_e164"]), extra=attempt.log_extra)
+        return "answered" if moved == "ok" else f"answered:{moved}"
+
+    def _handle_failure(self, attempt: _Attempt, dispatch_id: str | None, verdict: Verdict) -> str:
+        self._clean_up(attempt, dispatch_id)
+        rule = verdict.rule
+        now = self.clock()
+        fields = {"sip_code": verdict.sip_code, "sip_status": verdict.sip_status,
+                  "sip_class": verdict.sip_class.value, "spam_flagged": verdict.spam_flagged}
+        log.info("dial %s failed: %s (%s)", mask(attempt.contact["phone_e164"]), verdict.reason,
+                 verdict.sip_class.value, extra=attempt.log_extra)
+        if rule.action is Action.FINAL:
+            self._end(attempt, "final", rule.outcome, counts=True, reason=verdict.reason, fields=fields)
+        elif rule.action in (Action.RESCHEDULE, Action.RETRY_SOON):
+            delay = getattr(attempt.config.retry_delay_s, rule.outcome.value, REQUEUE_DELAY_S)
+            self._end(attempt, "retry", rule.outcome, counts=True, due_at=now + delay,
+                      reason=verdict.reason, fields=fields)
+        elif rule.action is Action.SLOW_DOWN:
+            self.store.cool_down(self.store.trunk_of(attempt.cid), CAPACITY_COOLDOWN_S)
+            self._end(attempt, "requeue", rule.outcome, counts=False,
+                      due_at=now + CAPACITY_COOLDOWN_S, reason=verdict.reason, fields=fields)
+        else:
+            why = (f"the trunk refused the call ({verdict.reason}): check the outbound trunk's "
+                   "credentials and settings, then `dialer campaign resume`")
+            self._end(attempt, "pause", rule.outcome, counts=False, due_at=now, reason=verdict.reason,
+                      fields=fields, pause_reason=why)
+        return verdict.sip_class.value
+
+    def _resolve_unknown(self, attempt: _Attempt, dispatch_id: str | None, why: str) -> str:
+        """Find out from LiveKit what became of a dial whose response was lost (I1)."""
+        log.warning("dial outcome unknown (%s); asking LiveKit about room %s", why, attempt.room,
+                    extra=attempt.log_extra)
+        deadline = time.monotonic() + attempt.config.ring_timeout_s + DIALING_MARGIN_S / 2
+        while time.monotonic() < deadline:
+            status = self._sip_status(attempt)
+            if status == "active":
+                return self._answered(attempt, "")
+            if status in (None, "hangup"):
+                break
+            time.sleep(RESOLVE_POLL_S)
+        self._clean_up(attempt, dispatch_id)
+        self._end(attempt, "retry", Outcome.CARRIER_ERROR, counts=True,
+                  due_at=self.clock() + attempt.config.retry_delay_s.carrier_error,
+                  reason=f"dial outcome unknown ({why}); no call in the room")
+        return "unknown"
+
+    def _sip_status(self, attempt: _Attempt) -> str | None:
+        """The callee participant's sip.callStatus, or None when it is not in the room."""
+        try:
+            participants = self.gateway.participants(attempt.room)
+        except (api.ServerError, *TRANSIENT_ERRORS):
+            return "unknown"
+        for participant in participants or []:
+            if participant.identity == attempt.identity:
+                return str(participant.attributes.get("sip.callStatus", "dialing"))
+        return None
+
+    def _clean_up(self, attempt: _Attempt, dispatch_id: str | None) -> None:
+        """Delete the room and the dispatch on every failure path."""
+        try:
+            if dispatch_id:
+                self.gateway.delete_dispatch(dispatch_id, attempt.room)
+            self.gateway.delete_room(attempt.room)
+        except (api.ServerError, *TRANSIENT_ERRORS) as exc:
+            log.warning("cleanup of room %s failed: %s (it empties itself after %ss)", attempt.room,
+                        exc, ROOM_EMPTY_TIMEOUT_S, extra=attempt.log_extra)
+
+    def _end(self, attempt: _Attempt, verdict: str, outcome: Outcome, *, counts: bool,
+             due_at: float = 0.0, reason: str = "", fields: dict[str, Any] | None = None,
+             pause_reason: str = "") -> str:
+        return self.store.finalise(
+            attempt.cid, attempt.member, [AttemptState.DIALING], now=self.clock(), verdict=verdict,
+            outcome=outcome, counts=counts, due_at=due_at, max_attempts=attempt.config.max_attempts,
+            fields={"reason": reason, **(fields or {})}, pause_reason=pause_reason,
+        )
+
+
+def finish_call(store: Store, call_id: str, result: CallResult, now: float | None = None) -> str:
+    """Record a call's end, exactly once: the path the agent (and the sandbox) report through."""
+    cid, contact_id, seq = DispatchMetadata.parse_call_id(call_id)
+    contact = store.contacts(cid, [contact_id])[0]
+    if result.outcome is Outcome.OPTED_OUT and contact:
+        store.dnc_add([contact["phone_e164"]])
+    record = store.get_campaign(cid)
+    ended = result.ended_at or now or time.time()
+    return store.finalise(
+        cid, f"{contact_id}:{seq}", [AttemptState.DIALING, AttemptState.IN_CALL], now=ended,
+        verdict="final", outcome=result.outcome, counts=True, max_attempts=record.config.max_attempts,
+        fields={"answered_at": result.answered_at, "ended_at": ended, "talk_s": result.talk_s,
+                "disposition": result.disposition, "sip_call_id": result.sip_call_id,
+                "reason": result.error or result.disposition},
+        result=result.model_dump(mode="json"),
+    )

@@ -1,0 +1,110 @@
+"""The dialer's LiveKit client: the real ``livekit-api`` on one event loop per process.
+
+Dial tasks run on Celery's worker threads; every LiveKit call is handed to a single
+asyncio loop in a background thread, so hundreds of ringing calls share one HTTP
+session instead of holding a process each. Failover is off (invariant I1): the SDK
+would otherwise resend a CreateSIPParticipant on a timeout or 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import aiohttp
+from livekit import api
+
+from .settings import Settings
+
+T = TypeVar("T")
+#: Seconds an ordinary (non-dialing) API call may take.
+API_TIMEOUT_S = 10.0
+#: The SIP participant kind in ParticipantInfo.
+SIP_KIND = 3
+
+
+class LiveKitGateway:
+    """Synchronous facade over ``livekit.api.LiveKitAPI`` for worker threads."""
+
+    def __init__(self, url: str, api_key: str, api_secret: str) -> None:
+        self._url, self._key, self._secret = url, api_key, api_secret
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="livekit-loop", daemon=True)
+        self._thread.start()
+        self._session: aiohttp.ClientSession | None = None
+        self._api: api.LiveKitAPI = self.run(self._make_api())
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LiveKitGateway:
+        settings.require("livekit_url", "livekit_api_key", "livekit_api_secret")
+        assert settings.livekit_url and settings.livekit_api_key and settings.livekit_api_secret
+        return cls(settings.livekit_url, settings.livekit_api_key, settings.livekit_api_secret)
+
+    async def _make_api(self) -> api.LiveKitAPI:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=API_TIMEOUT_S),
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0),
+        )
+        return api.LiveKitAPI(self._url, self._key, self._secret, session=self._session, failover=False)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
+        """Run ``coro`` on the gateway's loop and wait for it from this thread."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
+
+    def close(self) -> None:
+        async def _close() -> None:
+            await self._api.aclose()
+            if self._session is not None:
+                await self._session.close()
+
+        try:
+            self.run(_close(), 5)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    # -- the calls the dialer makes --------------------------------------------------
+
+    def create_room(self, name: str, empty_timeout_s: int, max_participants: int = 10) -> None:
+        request = api.CreateRoomRequest(name=name, empty_timeout=empty_timeout_s,
+                                        max_participants=max_participants)
+        self.run(self._api.room.create_room(request))
+
+    def delete_room(self, name: str) -> bool:
+        """Delete a room; False when it was already gone."""
+        try:
+            self.run(self._api.room.delete_room(api.DeleteRoomRequest(room=name)))
+        except api.ServerError as exc:
+            if exc.code == "not_found":
+                return False
+            raise
+        return True
+
+    def create_dispatch(self, room: str, agent_name: str, metadata: str) -> str:
+        request = api.CreateAgentDispatchRequest(agent_name=agent_name, room=room, metadata=metadata)
+        dispatch = self.run(self._api.agent_dispatch.create_dispatch(request))
+        return str(dispatch.id)
+
+    def delete_dispatch(self, dispatch_id: str, room: str) -> None:
+        try:
+            self.run(self._api.agent_dispatch.delete_dispatch(dispatch_id, room))
+        except api.ServerError as exc:
+            if exc.code != "not_found":
+                raise
+
+    def dial(self, request: api.CreateSIPParticipantRequest) -> api.SIPParticipantInfo:
+        """CreateSIPParticipant; raises ``api.SipCallError`` or a transport error."""
+        return self.run(self._api.sip.create_sip_participant(request))
+
+    def participants(self, room: str) -> list[Any] | None:
+        """The room's participants, or None when the room does not exist."""
+        try:
+            response = self.run(
+                self._api.room.list_participants(api.ListParticipantsRequest(room=room))
+            )
+        except api.ServerError as exc:
+            if exc.code == "not_found":
+                return None
+            raise
+        return list(response.participants)

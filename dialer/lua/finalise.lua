@@ -1,0 +1,74 @@
+-- End an attempt: the one transition that frees its lease and decides the contact's fate.
+-- KEYS: 1 attempts hash, 2 status hash, 3 due zset, 4 progress hash, 5 campaign active zset,
+--       6 trunk active zset, 7 leases zset, 8 campaign hash, 9 running set, 10 results hash
+-- ARGV: 1 campaign id, 2 member, 3 expected states (comma separated), 4 now,
+--       5 verdict: 'final' | 'retry' | 'requeue' | 'pause'
+--       6 outcome (the final one, or the one to give when attempts run out)
+--       7 counts ('1' uses up an attempt), 8 due time for retry/requeue, 9 max attempts,
+--       10 json object of fields to merge into the attempt, 11 pause reason,
+--       12 the call's result json, stored verbatim under the attempt ('' for none)
+-- Returns the contact's resulting state: 'final:<outcome>', 'pending', or the attempt's
+-- state when it was not in an expected one (nothing changed).
+local raw = redis.call('HGET', KEYS[1], ARGV[2])
+if not raw then return 'missing' end
+local attempt = cjson.decode(raw)
+if not string.find(',' .. ARGV[3] .. ',', ',' .. attempt.state .. ',', 1, true) then
+  return attempt.state
+end
+local cid, member, now = ARGV[1], ARGV[2], tonumber(ARGV[4])
+local verdict, outcome, counts = ARGV[5], ARGV[6], ARGV[7] == '1'
+local contact = tostring(attempt.contact)
+
+attempt.state = 'done'
+attempt.ended_at = attempt.ended_at or now
+attempt.counted = counts
+for k, v in pairs(cjson.decode(ARGV[10])) do attempt[k] = v end
+redis.call('HSET', KEYS[1], member, cjson.encode(attempt))
+if ARGV[12] ~= '' then redis.call('HSET', KEYS[10], member, ARGV[12]) end
+redis.call('ZREM', KEYS[5], member)
+redis.call('ZREM', KEYS[6], cid .. ':' .. member)
+redis.call('ZREM', KEYS[7], cid .. ':' .. member)
+redis.call('HINCRBY', KEYS[4], 'in_flight', -1)
+
+local status = cjson.decode(redis.call('HGET', KEYS[2], contact) or '{"seq":0,"attempts":0}')
+if counts then status.attempts = (status.attempts or 0) + 1 end
+status.last_attempt = member
+for _, k in ipairs({'sip_code', 'sip_status', 'reason', 'disposition'}) do
+  if attempt[k] ~= nil then status['last_' .. k] = attempt[k] end
+end
+
+local campaign_state = redis.call('HGET', KEYS[8], 'state')
+if verdict == 'pause' then
+  if campaign_state == 'running' then
+    redis.call('HSET', KEYS[8], 'state', 'paused', 'pause_reason', ARGV[11])
+    redis.call('SREM', KEYS[9], cid)
+  end
+  verdict = 'requeue'
+end
+if verdict ~= 'final' then
+  if campaign_state == 'cancelled' then
+    verdict, outcome = 'final', 'cancelled'
+  elseif verdict == 'retry' and status.attempts >= tonumber(ARGV[9]) then
+    verdict = 'final'
+  end
+end
+
+if verdict == 'final' then
+  status.state = 'final'
+  status.outcome = outcome
+  status.final_at = now
+  redis.call('HSET', KEYS[2], contact, cjson.encode(status))
+  redis.call('HINCRBY', KEYS[4], 'final', 1)
+  redis.call('HINCRBY', KEYS[4], 'outcome:' .. outcome, 1)
+  local final = tonumber(redis.call('HGET', KEYS[4], 'final'))
+  local total = tonumber(redis.call('HGET', KEYS[8], 'accepted') or '0')
+  if final >= total and (campaign_state == 'running' or campaign_state == 'paused') then
+    redis.call('HSET', KEYS[8], 'state', 'completed', 'completed_at', now)
+    redis.call('SREM', KEYS[9], cid)
+  end
+  return 'final:' .. outcome
+end
+status.state = 'pending'
+redis.call('HSET', KEYS[2], contact, cjson.encode(status))
+redis.call('ZADD', KEYS[3], tonumber(ARGV[8]), contact)
+return 'pending'
