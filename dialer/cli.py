@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from . import control
 from .config import load_config
 from .errors import DialerError, UserError
 from .ingest import ingest_file
@@ -31,9 +33,14 @@ campaign_app = typer.Typer(help="Create, inspect and run campaigns.", no_args_is
 dnc_app = typer.Typer(help="The do-not-call list.", no_args_is_help=True)
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(dnc_app, name="dnc")
+sandbox_app = typer.Typer(help="The embedded LiveKit emulator with simulated callees.",
+                          no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
 
 console = Console()
 err_console = Console(stderr=True)
+
+WAIT_POLL_S = 0.5
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -178,6 +185,104 @@ def campaign_rejects(
     err_console.print(f"wrote {written:,} rows to {output}")
 
 
+@campaign_app.command("start")
+def campaign_start(campaign_id: str) -> None:
+    """Start dialing a draft campaign."""
+    control.start(open_store(), get_settings(), campaign_id)
+    console.print(f"campaign {campaign_id} is running")
+
+
+@campaign_app.command("pause")
+def campaign_pause(campaign_id: str) -> None:
+    """Stop placing new calls; calls in progress finish."""
+    control.pause(open_store(), campaign_id)
+    console.print(f"campaign {campaign_id} is paused")
+
+
+@campaign_app.command("resume")
+def campaign_resume(campaign_id: str) -> None:
+    """Resume a paused campaign."""
+    control.resume(open_store(), campaign_id)
+    console.print(f"campaign {campaign_id} is running")
+
+
+@campaign_app.command("cancel")
+def campaign_cancel(campaign_id: str) -> None:
+    """Cancel for good: contacts not yet dialed get the outcome `cancelled`."""
+    cancelled = control.cancel(open_store(), get_settings(), campaign_id)
+    console.print(f"campaign {campaign_id} is cancelled ({cancelled:,} contacts not dialed)")
+
+
+def _status_table(data: dict[str, Any]) -> Table:
+    state = data["state"] + (f" ({data['pause_reason']})" if data.get("pause_reason") else "")
+    table = Table(title=f"Campaign {data['campaign_id']} ({data['name']}): {state}")
+    table.add_column("")
+    table.add_column("contacts", justify="right")
+    for key in ("contacts", "final", "in_flight", "pending", "attempts"):
+        table.add_row(key, f"{data[key]:,}")
+    for outcome, count in data["outcomes"].items():
+        if count:
+            table.add_row(f"  {outcome}", f"{count:,}")
+    return table
+
+
+@campaign_app.command("status")
+def campaign_status(campaign_id: str, as_json: JsonFlag = False) -> None:
+    """Progress: contacts per state and per final outcome, calls in flight, attempts."""
+    data = control.status(open_store(), campaign_id)
+    if as_json:
+        print_json(data)
+    else:
+        console.print(_status_table(data))
+
+
+@campaign_app.command("wait")
+def campaign_wait(
+    campaign_id: str,
+    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show live progress until every contact has its final outcome (exit 1 on timeout or pause)."""
+    store = open_store()
+    data = _wait(store, campaign_id, timeout, show=not as_json)
+    if as_json:
+        print_json(data)
+    else:
+        console.print(_status_table(data))
+    if data["state"] == "paused":
+        err_console.print(f"[yellow]campaign paused:[/] {data.get('pause_reason') or ''}")
+        raise typer.Exit(1)
+    if data["final"] < data["contacts"] and data["state"] != "cancelled":
+        err_console.print("[yellow]timed out[/]: the campaign is still going")
+        raise typer.Exit(1)
+
+
+def _wait(store: Store, campaign_id: str, timeout: float | None, show: bool) -> dict[str, Any]:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    data = control.status(store, campaign_id)
+    with Progress(
+        TextColumn("[bold]{task.description}[/]"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} final"),
+        TextColumn("{task.fields[in_flight]} in flight, {task.fields[attempts]} attempts"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=not show,
+    ) as bar:
+        task = bar.add_task(data["state"], total=data["contacts"], in_flight=0, attempts=0)
+        while True:
+            data = control.status(store, campaign_id)
+            bar.update(task, completed=data["final"], description=data["state"],
+                       in_flight=data["in_flight"], attempts=data["attempts"])
+            if data["state"] in ("completed", "cancelled", "paused") and not (
+                data["state"] == "cancelled" and data["in_flight"]
+            ):
+                return data
+            if deadline is not None and time.monotonic() > deadline:
+                return data
+            time.sleep(WAIT_POLL_S)
+
+
 # -- do-not-call list ------------------------------------------------------------------
 
 
@@ -280,6 +385,37 @@ def dnc_check(number: str, region: RegionOption = "US", as_json: JsonFlag = Fals
     else:
         console.print(f"{good[0]} is {'on' if listed else 'not on'} the do-not-call list")
     raise typer.Exit(0 if listed else 1)
+
+
+SANDBOX_DEFAULT_PORT = 7880
+SANDBOX_DEFAULT_KEY = "devkey"
+SANDBOX_DEFAULT_SECRET = "sandbox-secret-change-me"
+
+
+@sandbox_app.command("serve")
+def sandbox_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = SANDBOX_DEFAULT_PORT,
+    scenario: Annotated[Path | None, typer.Option(help="Scenario YAML (default: the built-in one).")] = None,
+) -> None:
+    """Serve the LiveKit API subset the dialer uses, with callees simulated from a scenario.
+
+    Uses LIVEKIT_API_KEY / LIVEKIT_API_SECRET when set; simulated conversations are
+    written to the Redis at REDIS_URL through the agent's finalise path.
+    """
+    from .sandbox import load_scenario, serve
+    from .sandbox_sink import make_sink
+
+    settings = get_settings()
+    key = settings.livekit_api_key or SANDBOX_DEFAULT_KEY
+    secret = settings.livekit_api_secret or SANDBOX_DEFAULT_SECRET
+    scenario_model = load_scenario(scenario)  # validate before binding the port
+    del scenario_model
+    err_console.print(f"export LIVEKIT_URL=http://{host}:{port} LIVEKIT_API_KEY={key} "
+                      "LIVEKIT_API_SECRET=<the secret you set>" if settings.livekit_api_secret else
+                      f"export LIVEKIT_URL=http://{host}:{port} LIVEKIT_API_KEY={key} "
+                      f"LIVEKIT_API_SECRET={secret}")
+    serve(host, port, scenario, key, secret, conversation_sink=make_sink(open_store()))
 
 
 @app.command("demo")

@@ -1,0 +1,170 @@
+"""The attempt ledger's atomic transitions, on a real Redis."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from dialer.config import parse_config
+from dialer.errors import StateError
+from dialer.ingest import ingest_file
+from dialer.models import AttemptState, CampaignState, Outcome
+from dialer.store import Store
+
+NOW = 1_800_000_000.0
+
+
+def make_campaign(store: Store, tmp_path: Path, count: int = 3, **config: object) -> str:
+    path = tmp_path / f"c{len(list(tmp_path.iterdir()))}.csv"
+    path.write_text("phone\n" + "".join(f"202-555-{100 + i:04d}\n" for i in range(count)))
+    summary = ingest_file(store, path, parse_config({"name": "t", **config}), max_bytes=2**20)
+    store.set_trunk(summary.campaign_id, "ST_test")
+    store.set_state(summary.campaign_id, [CampaignState.DRAFT], CampaignState.RUNNING)
+    return summary.campaign_id
+
+
+def queue(store: Store, cid: str, ids: list[int], max_concurrent: int = 10, trunk_max: int = 0) -> list[str]:
+    return store.queue_attempts(cid, "ST_test", ids, now=NOW, lease_s=60, max_concurrent=max_concurrent,
+                                trunk_max_concurrent=trunk_max)
+
+
+def finalise(store: Store, cid: str, member: str, **kwargs: object) -> str:
+    args: dict[str, object] = {"now": NOW, "verdict": "final", "outcome": Outcome.ANSWERED, "counts": True,
+                               "max_attempts": 3}
+    args.update(kwargs)
+    expected = args.pop("expected", [AttemptState.DIALING, AttemptState.IN_CALL])
+    return store.finalise(cid, member, expected, **args)  # type: ignore[arg-type]
+
+
+def claim(store: Store, cid: str, member: str) -> str:
+    return store.transition(cid, member, [AttemptState.QUEUED], AttemptState.DIALING, NOW + 60)
+
+
+def test_pacing_respects_the_concurrency_limit(store: Store, tmp_path: Path) -> None:
+    cid = make_campaign(store, tmp_path, count=5)
+    assert queue(store, cid, [2, 3, 4, 5, 6], max_concurrent=2) == ["2:1", "3:1"]
+    assert queue(store, cid, [4, 5, 6], max_concurrent=2) == []
+    assert store.in_flight(cid) == 2
+
+
+def test_trunk_limit_applies_across_campaigns(store: Store, tmp_path: Path) -> None:
+    first = make_campaign(store, tmp_path)
+    second = make_campaign(store, tmp_path)
+    assert queue(store, first, [2, 3], trunk_max=3) == ["2:1", "3:1"]
+    assert queue(store, second, [2, 3], trunk_max=3) == ["2:1"]
+
+
+def test_a_paused_campaign_queues_nothing(store: Store, tmp_path: Path) -> None:
+    cid = make_campaign(store, tmp_path)
+    store.set_state(cid, [CampaignState.RUNNING], CampaignState.PAUSED)
+    assert queue(store, cid, [2]) == []
+
+
+def test_a_contact_is_queued_once_even_when_paced_concurrently(store: Store, tmp_path: Path) -> None:
+    cid = make_campaign(store, tmp_path, count=50)
+    results: list[list[str]] = []
+    threads = [threading.Thread(target=lambda: results.append(queue(store, cid, list(range(2, 52)), 100)))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    members = [m for batch in results for m in batch]
+    assert sorted(members) == sorted(f"{i}:1" for i in range(2, 52))
+
+
+def test_claim_is_compare_and_set(store: Store, tmp_path: Path) -> None:
+    cid = make_campaign(store, tmp_path)
+    [member] = queue(store, cid, [2])
+    assert claim(store, cid, member) == "ok"
+    assert claim(store, cid, member) == "dialing"  # a duplicate delivery is refused
+
+
+def test_finalise_happens_exactly_once(store: Store, tmp_path: Path) -> None:
+    cid = make_campaign(store, tmp_path)
+    [member] = queue(store, cid, [2])
+    claim(store, cid, member)
+    assert finalise(store, cid, member) == "final:answered"
+    assert finalise(store, cid, member, outcome=Outcome.FAILED) == "done"
+    assert store.progress(cid)["final"] == 1
+    assert store.progress(cid)["outcome:answered"] == 1
+    assert store.in_flight(cid) == 0
+    assert store.expired_leases(NOW + 1000) == []
+
+
+def test_retry_reschedules_until_attempts_run_out(store: Store, tmp_path: Path) -> None:
+    cid = make_campaign(store, tmp_path, max_attempts=2)
+    [first] = queue(store, cid, [2])
+    claim(store, cid, first)
+    assert finalise(store, cid, first, verdict="retry", outcome=Outcome.BUSY, due_at=NOW + 900,
+                    max_attempts=2) == "pending"
+    assert store.due_contacts(cid, NOW + 899, 10) == [3, 4]
+    assert 2 in store.due_contacts(cid, NOW + 900, 10)
+    store.redis.zadd("dialer:campaign:" + cid + ":due", {"2": NOW})
+    [second] = queue(store, cid, [2])
+    assert second == "2:2"
+    claim(store, cid, second)
+    assert finalise(store, cid, second, verdict="retry", outcome=Outcome.BUSY, due_at=NOW + 900,
+                    max_attempts=2) == "final:busy"
+    assert (store.contact_status(cid, 2) or {})["attempts"] == 2
+
+
+def test_requeue_does_not_use_up_an_attempt(store: Store, tmp_path: Path) -> None:
+    cid = make_campaign(store, tmp_path, max_attempts=1)
+    [member] = queue(store, cid, [2])
+    claim(store, cid, member)
+    assert finalise(store, cid, member, verdict="requeue", outcome=Outcome.FAILED, counts=False,
+                    due_at=NOW) == "pending"
+    assert (store.contact_status(cid, 2) or {})["attempts"] == 0
+
+
+def test_pause_verdict_pauses_the_campaign_with_its_reason(store: Store, tmp_path: Path) -> None:
+    cid = make_campaign(store, tmp_path)
+    [member] = queue(store, cid, [2])
+    claim(store, cid, member)
+    assert finalise(store, cid, member, verdict="pause", outcome=Outcome.FAILED, counts=False,
+                    due_at=NOW, pause_reason="SIP 403 Forbidden") == "pending"
+    record = store.get_campaign(cid)
+    assert (record.state, record.pause_reason) == (CampaignState.PAUSED, "SIP 403 Forbidden")
+    assert store.running_campaigns() == []
+
+
+def test_last_final_outcome_completes_the_campaign(store: Store, tmp_path: Path) -> None:
+    cid = make_campaign(store, tmp_path, count=2)
+    members = queue(store, cid, [2, 3])
+    for member in members:
+        claim(store, cid, member)
+        finalise(store, cid, member)
+    assert store.get_campaign(cid).state is CampaignState.COMPLETED
+
+
+def test_cancel_finalises_waiting_contacts_and_in_flight_ones_when_they_end(store: Store, tmp_path: Path) -> None:
+    cid = make_campaign(store, tmp_path, count=3)
+    [member] = queue(store, cid, [2])
+    claim(store, cid, member)
+    store.set_state(cid, [CampaignState.RUNNING], CampaignState.CANCELLED)
+    assert store.cancel_waiting(cid, NOW) == 2
+    assert finalise(store, cid, member, verdict="retry", outcome=Outcome.BUSY, due_at=NOW) == "final:cancelled"
+    assert store.progress(cid)["outcome:cancelled"] == 3
+
+
+def test_state_changes_are_checked(store: Store, tmp_path: Path) -> None:
+    cid = make_campaign(store, tmp_path)
+    with pytest.raises(StateError, match="is running; cannot make it running"):
+        store.set_state(cid, [CampaignState.DRAFT, CampaignState.PAUSED], CampaignState.RUNNING)
+
+
+def test_rate_limiter_allows_the_limit_per_window(store: Store) -> None:
+    allowed = [store.acquire_rate("t", NOW + i * 0.01, 3, 1.0, f"m{i}") for i in range(5)]
+    assert allowed[:3] == [0, 0, 0]
+    assert allowed[3] == pytest.approx(1.0 - 0.03)
+    assert store.acquire_rate("t", NOW + 1.0, 3, 1.0, "late") == 0
+
+
+def test_expired_leases_are_listed_for_the_reconciler(store: Store, tmp_path: Path) -> None:
+    cid = make_campaign(store, tmp_path)
+    [member] = queue(store, cid, [2])
+    assert store.expired_leases(NOW + 59) == []
+    assert store.expired_leases(NOW + 61) == [(cid, member)]
