@@ -403,14 +403,16 @@ def sandbox_serve(
     Uses LIVEKIT_API_KEY / LIVEKIT_API_SECRET when set; simulated conversations are
     written to the Redis at REDIS_URL through the agent's finalise path.
     """
-    from .sandbox import load_scenario, serve
+    from .sandbox import ScenarioError, load_scenario, serve
     from .sandbox_sink import make_sink
 
     settings = get_settings()
     key = settings.livekit_api_key or SANDBOX_DEFAULT_KEY
     secret = settings.livekit_api_secret or SANDBOX_DEFAULT_SECRET
-    scenario_model = load_scenario(scenario)  # validate before binding the port
-    del scenario_model
+    try:
+        load_scenario(scenario)  # a bad scenario stops before the port is bound
+    except ScenarioError as exc:
+        raise UserError(str(exc)) from None
     err_console.print(f"export LIVEKIT_URL=http://{host}:{port} LIVEKIT_API_KEY={key} "
                       "LIVEKIT_API_SECRET=<the secret you set>" if settings.livekit_api_secret else
                       f"export LIVEKIT_URL=http://{host}:{port} LIVEKIT_API_KEY={key} "

@@ -45,12 +45,6 @@ DIAL_RETRY_BASE_S = 0.2
 DIAL_RETRY_MAX_S = 3.0
 #: Tries of the calls that place nothing (create room, create dispatch).
 SETUP_TRIES = 3
-#: How long a queued attempt may wait for its dial task before the reconciler requeues it.
-QUEUED_LEASE_S = 300.0
-#: Added to the ring timeout for a dialing attempt's lease.
-DIALING_MARGIN_S = 60.0
-#: Added to the maximum call duration for an answered call's lease.
-IN_CALL_MARGIN_S = 120.0
 #: How long the trunk backs off after a capacity response.
 CAPACITY_COOLDOWN_S = 5.0
 #: Delay before an attempt that never reached the network is tried again.
@@ -76,6 +70,11 @@ def room_name(cid: str, contact_id: int, seq: int) -> str:
 
 def participant_identity(contact_id: int) -> str:
     return f"callee-{contact_id}"
+
+
+def in_call_lease(settings: Settings, config: CampaignConfig, now: float) -> float:
+    """When an answered call's lease runs out: its longest possible length plus slack."""
+    return now + config.max_call_duration_s + 2 * settings.dialer_lease_margin_s
 
 
 def rate_window(calls_per_second: float) -> tuple[int, float]:
@@ -153,7 +152,7 @@ class Dialer:
         campaign = self.campaign(cid)
         member = f"{contact_id}:{seq}"
         now = self.clock()
-        lease = now + campaign.config.ring_timeout_s + DIALING_MARGIN_S
+        lease = now + campaign.config.ring_timeout_s + self.settings.dialer_lease_margin_s
         claimed = self.store.transition(cid, member, [AttemptState.QUEUED], AttemptState.DIALING,
                                         lease, {"dial_started_at": now})
         if claimed != "ok":
@@ -318,7 +317,7 @@ class Dialer:
 
     def _answered(self, attempt: _Attempt, sip_call_id: str) -> str:
         now = self.clock()
-        lease = now + attempt.config.max_call_duration_s + IN_CALL_MARGIN_S
+        lease = in_call_lease(self.settings, attempt.config, now)
         moved = self.store.transition(attempt.cid, attempt.member, [AttemptState.DIALING],
                                       AttemptState.IN_CALL, lease,
                                       {"answered_at": now, "sip_call_id": sip_call_id})
@@ -354,7 +353,7 @@ class Dialer:
         """Find out from LiveKit what became of a dial whose response was lost (I1)."""
         log.warning("dial outcome unknown (%s); asking LiveKit about room %s", why, attempt.room,
                     extra=attempt.log_extra)
-        deadline = time.monotonic() + attempt.config.ring_timeout_s + DIALING_MARGIN_S / 2
+        deadline = time.monotonic() + attempt.config.ring_timeout_s + self.settings.dialer_lease_margin_s / 2
         while time.monotonic() < deadline:
             status = self._sip_status(attempt)
             if status == "active":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -58,9 +58,14 @@ class Contact:
     variables: dict[str, str] = field(default_factory=dict)
 
     def to_json_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["time_zones"] = list(self.time_zones)
-        return data
+        return {
+            "id": self.id,
+            "phone_e164": self.phone_e164,
+            "phone_raw": self.phone_raw,
+            "number_type": self.number_type,
+            "time_zones": list(self.time_zones),
+            "variables": self.variables,
+        }
 
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> Contact:

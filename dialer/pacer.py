@@ -14,7 +14,6 @@ import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from .dialing import QUEUED_LEASE_S
 from .settings import Settings
 from .store import CampaignRecord, Keys, Store
 from .window import is_open, next_opening
@@ -47,8 +46,8 @@ def pace_campaign(
         scanned += len(ids)
         ready: list[int] = []
         later: dict[int, float] = {}
-        for contact_id, contact in zip(ids, store.contacts(record.id, ids), strict=True):
-            zones = (contact or {}).get("time_zones", [])
+        for contact_id, data in zip(ids, store.contacts(record.id, ids), strict=True):
+            zones = (data or {}).get("time_zones", [])
             if is_open(config.calling_window, zones, moment):
                 ready.append(contact_id)
             else:
@@ -56,13 +55,13 @@ def pace_campaign(
                 later[contact_id] = opening.timestamp() if opening else now + RECHECK_LATER_S
         store.reschedule_due(record.id, later)
         members = store.queue_attempts(
-            record.id, trunk, ready[:budget], now=now, lease_s=QUEUED_LEASE_S,
+            record.id, trunk, ready[:budget], now=now, lease_s=settings.dialer_queued_lease_s,
             max_concurrent=config.max_concurrent_calls,
             trunk_max_concurrent=settings.dialer_trunk_max_concurrent_calls,
         )
         for member in members:
-            contact_id, _, seq = member.partition(":")
-            enqueue(record.id, int(contact_id), int(seq))
+            contact, _, seq = member.partition(":")
+            enqueue(record.id, int(contact), int(seq))
         queued += len(members)
         budget -= len(members)
         if len(members) < min(len(ready), budget + len(members)):

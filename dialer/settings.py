@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     #: Threads per Celery worker process (each ringing call holds one).
     dialer_worker_concurrency: int = Field(default=DEFAULT_WORKER_CONCURRENCY, ge=1)
 
+    #: Slack added to a dialing attempt's lease (ring timeout + this) and to an answered
+    #: call's (max duration + twice this) before the reconciler looks into it.
+    dialer_lease_margin_s: float = Field(default=60.0, gt=0)
+    #: How long a queued attempt may wait for its dial task before it is requeued.
+    dialer_queued_lease_s: float = Field(default=300.0, gt=0)
     #: Added to the wall clock by the dialer; for dry runs and tests of calling windows.
     dialer_clock_offset_s: float = 0.0
 

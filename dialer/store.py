@@ -142,7 +142,7 @@ class CampaignRecord:
         }
 
 
-def _text(value: bytes | str | None) -> str:
+def _text(value: Any) -> str:
     if value is None:
         return ""
     return value.decode() if isinstance(value, bytes) else value
@@ -363,7 +363,7 @@ class Store:
     # -- pacing --------------------------------------------------------------------
 
     def due_contacts(self, cid: str, now: float, limit: int) -> list[int]:
-        return [int(i) for i in self.redis.zrangebyscore(Keys.due(cid), "-inf", now, start=0, num=limit)]
+        return [int(_text(i)) for i in self.redis.zrangebyscore(Keys.due(cid), "-inf", now, start=0, num=limit)]
 
     def reschedule_due(self, cid: str, due_at: dict[int, float]) -> None:
         if due_at:
@@ -395,7 +395,7 @@ class Store:
             return []
         keys = [Keys.campaign(cid), Keys.due(cid), Keys.status(cid), Keys.attempts(cid),
                 Keys.active(cid), Keys.trunk_active(trunk), Keys.leases, Keys.progress(cid)]
-        args = [cid, now, lease_s, max_concurrent, trunk_max_concurrent, *contact_ids]
+        args: list[Any] = [cid, now, lease_s, max_concurrent, trunk_max_concurrent, *contact_ids]
         return [_text(member) for member in self._pace(keys=keys, args=args)]
 
     def attempt_count(self, cid: str) -> int:
@@ -440,7 +440,7 @@ class Store:
     ) -> str:
         """Compare-and-set an attempt's state; 'ok' or the state it was really in."""
         keys = [Keys.attempts(cid), Keys.active(cid), self._trunk_active_key(cid), Keys.leases]
-        args = [cid, member, ",".join(s.value for s in expected), to.value, lease_until,
+        args: list[Any] = [cid, member, ",".join(s.value for s in expected), to.value, lease_until,
                 json.dumps(fields or {})]
         return _text(self._transition(keys=keys, args=args))
 
@@ -464,7 +464,7 @@ class Store:
         keys = [Keys.attempts(cid), Keys.status(cid), Keys.due(cid), Keys.progress(cid),
                 Keys.active(cid), self._trunk_active_key(cid), Keys.leases, Keys.campaign(cid),
                 Keys.running, Keys.results(cid)]
-        args = [cid, member, ",".join(s.value for s in expected), now, verdict, outcome.value,
+        args: list[Any] = [cid, member, ",".join(s.value for s in expected), now, verdict, outcome.value,
                 "1" if counts else "0", due_at, max_attempts, json.dumps(fields or {}), pause_reason,
                 json.dumps(result, ensure_ascii=False) if result is not None else ""]
         return _text(self._finalise(keys=keys, args=args))

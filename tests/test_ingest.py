@@ -59,7 +59,8 @@ def test_contacts_keep_their_row_number_number_zone_and_variables(store: Store) 
     assert contact["variables"] == {
         "first_name": "Ada", "last_name": "Lovelace", "appointment": "2026-12-01 09:30", "clinic": "Downtown",
     }
-    london = store.get_contact_json(summary.campaign_id, store.contact_id_for(summary.campaign_id, "+442079460002") or 0)
+    london_id = store.contact_id_for(summary.campaign_id, "+442079460002")
+    london = store.get_contact_json(summary.campaign_id, london_id or 0)
     assert london is not None and london["time_zones"] == ["Europe/London"]
 
 
@@ -136,7 +137,8 @@ def test_short_row_gets_empty_variables(store: Store, tmp_path: Path) -> None:
 
 
 def test_timezone_column_wins_over_the_number(store: Store, tmp_path: Path) -> None:
-    summary = ingest(store, write(tmp_path, "phone,timezone\n202-555-0153,America/Chicago\n202-555-0154,Nowhere/Else\n"))
+    text = "phone,timezone\n202-555-0153,America/Chicago\n202-555-0154,Nowhere/Else\n"
+    summary = ingest(store, write(tmp_path, text))
     assert (store.get_contact_json(summary.campaign_id, 2) or {})["time_zones"] == ["America/Chicago"]
     assert (store.get_contact_json(summary.campaign_id, 3) or {})["time_zones"] == ["America/New_York"]
 
@@ -225,7 +227,9 @@ HOSTILE = st.one_of(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.tuples(HOSTILE, HOSTILE), min_size=1, max_size=25))
-def test_every_row_lands_in_exactly_one_bucket(store: Store, tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str]]) -> None:
+def test_every_row_lands_in_exactly_one_bucket(
+    store: Store, tmp_path_factory: pytest.TempPathFactory, rows: list[tuple[str, str]]
+) -> None:
     import csv
 
     path = tmp_path_factory.mktemp("hyp") / "rows.csv"

@@ -168,3 +168,8 @@ def test_expired_leases_are_listed_for_the_reconciler(store: Store, tmp_path: Pa
     [member] = queue(store, cid, [2])
     assert store.expired_leases(NOW + 59) == []
     assert store.expired_leases(NOW + 61) == [(cid, member)]
+
+
+def test_contacts_are_due_in_file_order(store: Store, tmp_path: Path) -> None:
+    cid = make_campaign(store, tmp_path, count=12)
+    assert store.due_contacts(cid, NOW, 20) == list(range(2, 14))

@@ -2,6 +2,8 @@
 -- KEYS: contacts hash, numbers hash (e164 -> contact id), due zset, dnc set
 -- ARGV: triples of (contact id, e164, contact json)
 -- Returns one letter per row: A accepted, D duplicate, S suppressed (DNC).
+-- An accepted contact's first due time is its row number (seconds after the epoch):
+-- due at once, and dialed in file order.
 local out = {}
 for i = 1, #ARGV, 3 do
   local id, e164, json = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -11,7 +13,7 @@ for i = 1, #ARGV, 3 do
     out[#out + 1] = 'D'
   else
     redis.call('HSET', KEYS[1], id, json)
-    redis.call('ZADD', KEYS[3], 0, id)
+    redis.call('ZADD', KEYS[3], id, id)
     out[#out + 1] = 'A'
   end
 end
