@@ -30,5 +30,8 @@ demo: install redis
 bench-ingest: install redis
 	$(BIN)/python bench/ingest.py
 
+bench-dial: install redis
+	$(BIN)/python bench/dial.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

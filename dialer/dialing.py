@@ -32,7 +32,7 @@ from tenacity import (
 from .config import CampaignConfig, render
 from .livekit import LiveKitGateway
 from .models import AttemptState, CallResult, CampaignState, DispatchMetadata, Outcome
-from .policy import AMBIGUOUS_TWIRP_CODES, Action, Verdict, classify
+from .policy import Action, Verdict, classify, is_ambiguous
 from .settings import Settings
 from .store import CampaignRecord, Store
 from .window import is_open, next_opening
@@ -194,6 +194,10 @@ class Dialer:
             dispatch_id = self._set_up_room(attempt)
         except (api.ServerError, *TRANSIENT_ERRORS) as exc:
             log.warning("could not set up room %s: %s", attempt.room, exc, extra=attempt.log_extra)
+            if isinstance(exc, api.ServerError) and not is_ambiguous(None, exc.status):
+                verdict = classify(None, None, exc.code, http_status=exc.status)
+                if verdict.rule.action is Action.PAUSE:
+                    return self._handle_failure(attempt, None, verdict)
             self._clean_up(attempt, None)
             self._end(attempt, "requeue", Outcome.CARRIER_ERROR, counts=False,
                       due_at=self.clock() + REQUEUE_DELAY_S, reason=f"room setup failed: {exc}")
@@ -297,9 +301,9 @@ class Dialer:
         """The policy's verdict, or None when LiveKit itself failed and the outcome is unknown."""
         sip_code = exc.sip_status_code if isinstance(exc, api.SipCallError) else None
         sip_status = exc.sip_status if isinstance(exc, api.SipCallError) else None
-        if sip_code is None and (exc.code in AMBIGUOUS_TWIRP_CODES or exc.status >= 500):
+        if is_ambiguous(sip_code, exc.status):
             return None
-        return classify(sip_code, sip_status, exc.code, attempt.config.sip_policy)
+        return classify(sip_code, sip_status, exc.code, attempt.config.sip_policy, exc.status)
 
     def _wait_for_rate(self, attempt: _Attempt) -> None:
         """Hold the INVITE until the campaign's (and trunk's) calls-per-second allow it (I3)."""
@@ -343,8 +347,12 @@ class Dialer:
             self._end(attempt, "requeue", rule.outcome, counts=False,
                       due_at=now + CAPACITY_COOLDOWN_S, reason=verdict.reason, fields=fields)
         else:
-            why = (f"the trunk refused the call ({verdict.reason}): check the outbound trunk's "
-                   "credentials and settings, then `dialer campaign resume`")
+            if verdict.sip_code is None:
+                why = (f"LiveKit refused the request ({verdict.reason}, HTTP 401/403): check "
+                       "LIVEKIT_API_KEY and LIVEKIT_API_SECRET, then `dialer campaign resume`")
+            else:
+                why = (f"the trunk refused the call ({verdict.reason}): check the outbound trunk's "
+                       "credentials and settings, then `dialer campaign resume`")
             self._end(attempt, "pause", rule.outcome, counts=False, due_at=now, reason=verdict.reason,
                       fields=fields, pause_reason=why)
         return verdict.sip_class.value

@@ -94,12 +94,17 @@ class Verdict:
     def reason(self) -> str:
         if self.sip_code is not None:
             return f"SIP {self.sip_code} {self.sip_status}".strip()
+        if self.twirp_code == "canceled":
+            return "ring timeout"
+        if self.twirp_code == "unknown" and self.sip_class is SipClass.TRUNK_CONFIG:
+            return "unauthorized"
         return self.twirp_code or self.sip_class.value
 
 
-#: Twirp codes whose HTTP status is 5xx from LiveKit itself: the request may or
-#: may not have been carried out, so the dial's outcome is unknown.
-AMBIGUOUS_TWIRP_CODES = frozenset({"internal", "unavailable", "unknown", "dataloss"})
+def is_ambiguous(sip_code: int | None, http_status: int) -> bool:
+    """A 5xx from LiveKit itself, with no SIP answer: the request may or may not have been
+    carried out, so the dial's outcome is unknown and must be read from the room."""
+    return sip_code is None and http_status >= 500
 
 
 def classify(
@@ -107,10 +112,17 @@ def classify(
     sip_status: str | None,
     twirp_code: str,
     overrides: Mapping[int, SipClass] | None = None,
+    http_status: int | None = None,
 ) -> Verdict:
-    """Classify a failed CreateSIPParticipant by its SIP code, then its Twirp code."""
+    """Classify a failed CreateSIPParticipant by its SIP code, then its Twirp code.
+
+    LiveKit answers a bad or expired token with HTTP 401 and a plain-text body (Twirp
+    code ``unknown``): that is our credentials, so it pauses like a trunk refusal.
+    """
     status = sip_status or ""
-    if sip_code is not None:
+    if sip_code is None and http_status in (401, 403):
+        sip_class = SipClass.TRUNK_CONFIG
+    elif sip_code is not None:
         sip_class = (overrides or {}).get(sip_code) or DEFAULT_SIP_CODES.get(sip_code, SipClass.UNKNOWN)
         if sip_code in (403, 503) and any(word in status.lower() for word in CAPACITY_WORDS):
             sip_class = (overrides or {}).get(sip_code, SipClass.CAPACITY)

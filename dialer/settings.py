@@ -14,7 +14,7 @@ from .errors import SettingsError
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_AGENT_NAME = "outbound-agent"
 DEFAULT_MAX_UPLOAD_MB = 512
-DEFAULT_WORKER_CONCURRENCY = 500
+DEFAULT_WORKER_CONCURRENCY = 1000
 
 #: What each setting is called in the environment, for error messages.
 ENV_NAMES = {

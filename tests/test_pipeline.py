@@ -120,6 +120,20 @@ def test_trunk_auth_failure_pauses_the_campaign_without_charging_the_contact(red
     assert status["final"] == 0
 
 
+def test_wrong_livekit_credentials_pause_the_campaign(redis_url: str, tmp_path: Path) -> None:
+    store = Store.from_url(redis_url)
+    with sandbox(redis_url, tmp_path) as box, workers(
+        redis_url, box, tmp_path, LIVEKIT_API_SECRET="not-the-sandbox-secret"
+    ):
+        cid = create_campaign(store, tmp_path, ["202-555-0100", "202-555-0101"])
+        status = run_to_end(store, settings_for(redis_url, box), cid)
+        calls = box.calls()
+    assert status["state"] == "paused"
+    assert "LIVEKIT_API_SECRET" in status["pause_reason"]
+    assert calls == []
+    assert status["final"] == 0
+
+
 def test_limits_hold_across_two_workers(redis_url: str, tmp_path: Path) -> None:
     store = Store.from_url(redis_url)
     scenario = {"ring_s": 0.1, "talk_s": 1.2, "default": ["answer"]}

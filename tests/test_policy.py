@@ -1,7 +1,7 @@
 import pytest
 
 from dialer.models import Outcome
-from dialer.policy import Action, SipClass, classify
+from dialer.policy import Action, SipClass, classify, is_ambiguous
 
 
 @pytest.mark.parametrize(
@@ -16,7 +16,7 @@ from dialer.policy import Action, SipClass, classify
         (404, "Not Found", "not_found", SipClass.INVALID_NUMBER),
         (484, "Address Incomplete", "invalid_argument", SipClass.INVALID_NUMBER),
         (603, "Decline", "permission_denied", SipClass.DECLINED),
-        (607, "Unwanted", "invalid_argument", SipClass.DECLINED),
+        (607, "Unwanted", "permission_denied", SipClass.DECLINED),
         (503, "Service Unavailable", "failed_precondition", SipClass.CARRIER_ERROR),
         (503, "CPS limit exceeded", "failed_precondition", SipClass.CAPACITY),
         (403, "Channel limit reached", "permission_denied", SipClass.CAPACITY),
@@ -52,3 +52,19 @@ def test_spam_flag_on_607_and_608() -> None:
 
 def test_campaign_overrides_win() -> None:
     assert classify(480, "", "", {480: SipClass.BUSY}).sip_class is SipClass.BUSY
+
+
+def test_reasons_read_as_what_happened() -> None:
+    assert classify(486, "Busy Here", "resource_exhausted").reason == "SIP 486 Busy Here"
+    assert classify(None, None, "canceled").reason == "ring timeout"
+
+
+def test_a_rejected_token_pauses_like_a_trunk_refusal() -> None:
+    # LiveKit answers a bad secret with HTTP 401 and a plain-text body (Twirp code "unknown").
+    assert classify(None, None, "unknown", http_status=401).sip_class is SipClass.TRUNK_CONFIG
+
+
+def test_only_a_5xx_without_a_sip_answer_is_ambiguous() -> None:
+    assert is_ambiguous(None, 503)
+    assert not is_ambiguous(None, 401)
+    assert not is_ambiguous(503, 412)
