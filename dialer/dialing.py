@@ -195,9 +195,9 @@ class Dialer:
         except (api.ServerError, *TRANSIENT_ERRORS) as exc:
             log.warning("could not set up room %s: %s", attempt.room, exc, extra=attempt.log_extra)
             if isinstance(exc, api.ServerError) and not is_ambiguous(None, exc.status):
-                verdict = classify(None, None, exc.code, http_status=exc.status)
-                if verdict.rule.action is Action.PAUSE:
-                    return self._handle_failure(attempt, None, verdict)
+                refusal = classify(None, None, exc.code, http_status=exc.status)
+                if refusal.rule.action is Action.PAUSE:
+                    return self._handle_failure(attempt, None, refusal)
             self._clean_up(attempt, None)
             self._end(attempt, "requeue", Outcome.CARRIER_ERROR, counts=False,
                       due_at=self.clock() + REQUEUE_DELAY_S, reason=f"room setup failed: {exc}")

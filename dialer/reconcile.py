@@ -68,7 +68,8 @@ def reconcile_attempt(
     except (api.ServerError, *TRANSIENT_ERRORS) as exc:
         log.warning("cleanup of room %s failed: %s", room, exc)
     if state is AttemptState.DIALING:
-        store.finalise(cid, member, [state], verdict="retry", outcome=Outcome.CARRIER_ERROR, counts=True,
+        store.finalise(cid, member, [state], verdict="retry", outcome=Outcome.CARRIER_ERROR,
+                       counts=True,
                        due_at=now + record.config.retry_delay_s.carrier_error,
                        fields={"reason": "dial task lost mid-dial; no call in the room"}, now=now, max_attempts=max_attempts)
     else:
