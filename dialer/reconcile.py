@@ -71,7 +71,8 @@ def reconcile_attempt(
         store.finalise(cid, member, [state], verdict="retry", outcome=Outcome.CARRIER_ERROR,
                        counts=True,
                        due_at=now + record.config.retry_delay_s.carrier_error,
-                       fields={"reason": "dial task lost mid-dial; no call in the room"}, now=now, max_attempts=max_attempts)
+                       fields={"reason": "dial task lost mid-dial; no call in the room"},
+                       now=now, max_attempts=max_attempts)
     else:
         store.finalise(cid, member, [state], verdict="final", outcome=Outcome.ANSWERED, counts=True,
                        fields={"reason": "the agent never reported a result", "disposition": "unknown"},
