@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -54,6 +54,8 @@ ROOM_EMPTY_TIMEOUT_S = 60
 #: How often an unknown dial outcome is polled.
 RESOLVE_POLL_S = 0.25
 CAMPAIGN_CACHE_S = 5.0
+#: The calling window must stay open this long past the INVITE.
+WINDOW_GUARD = timedelta(seconds=2)
 
 TRANSIENT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, concurrent.futures.TimeoutError)
 
@@ -87,6 +89,17 @@ class _RetryableFailure(Exception):
     def __init__(self, verdict: Verdict) -> None:
         super().__init__(verdict.reason)
         self.verdict = verdict
+
+
+@dataclass
+class _Stop(Exception):
+    """The attempt must not dial now (campaign state, DNC or calling window)."""
+
+    label: str
+    verdict: str
+    outcome: Outcome
+    due_at: float
+    reason: str
 
 
 class _UnknownOutcome(Exception):
@@ -161,33 +174,35 @@ class Dialer:
             return f"duplicate:{claimed}"
         contact = self.store.contacts(cid, [contact_id])[0] or {}
         attempt = _Attempt(cid, contact_id, seq, campaign, contact)
-        stop = self._recheck(attempt, now)
+        stop = self._gate(attempt, now)
         if stop:
-            return stop
+            return self._stop(attempt, None, stop)
         return self._place_call(attempt)
 
-    def _recheck(self, attempt: _Attempt, now: float) -> str | None:
-        """DNC, campaign state and calling window, at dial time (I4)."""
+    def _gate(self, attempt: _Attempt, now: float) -> _Stop | None:
+        """Campaign state, DNC and calling window (I4); checked again right before each INVITE."""
         state = self.store.campaign_state(attempt.cid)
         if state == CampaignState.CANCELLED:
-            self._end(attempt, "final", Outcome.CANCELLED, counts=False, reason="campaign cancelled")
-            return "cancelled"
+            return _Stop("cancelled", "final", Outcome.CANCELLED, now, "campaign cancelled")
         if state != CampaignState.RUNNING:
-            self._end(attempt, "requeue", Outcome.FAILED, counts=False, due_at=now,
-                      reason=f"campaign {state}")
-            return f"requeued:{state}"
+            return _Stop(f"requeued:{state}", "requeue", Outcome.FAILED, now, f"campaign {state}")
         if self.store.dnc_contains(attempt.contact["phone_e164"]):
-            self._end(attempt, "final", Outcome.OPTED_OUT, counts=False, reason="on the do-not-call list")
-            return "dnc"
+            return _Stop("dnc", "final", Outcome.OPTED_OUT, now, "on the do-not-call list")
         zones = attempt.contact.get("time_zones", [])
+        window = attempt.config.calling_window
         moment = datetime.fromtimestamp(now, UTC)
-        if not is_open(attempt.config.calling_window, zones, moment):
-            opening = next_opening(attempt.config.calling_window, zones, moment)
+        # The window must still be open a little after the INVITE leaves, not only now.
+        if not (is_open(window, zones, moment) and is_open(window, zones, moment + WINDOW_GUARD)):
+            opening = next_opening(window, zones, moment + WINDOW_GUARD)
             due = opening.timestamp() if opening else now + 86_400
-            self._end(attempt, "requeue", Outcome.FAILED, counts=False, due_at=due,
-                      reason="outside the calling window")
-            return "outside_window"
+            return _Stop("outside_window", "requeue", Outcome.FAILED, due, "outside the calling window")
         return None
+
+    def _stop(self, attempt: _Attempt, dispatch_id: str | None, stop: _Stop) -> str:
+        if dispatch_id is not None:
+            self._clean_up(attempt, dispatch_id)
+        self._end(attempt, stop.verdict, stop.outcome, counts=False, due_at=stop.due_at, reason=stop.reason)
+        return stop.label
 
     def _place_call(self, attempt: _Attempt) -> str:
         try:
@@ -204,6 +219,8 @@ class Dialer:
             return "setup_failed"
         try:
             info = self._dial_with_retries(attempt)
+        except _Stop as stop:
+            return self._stop(attempt, dispatch_id, stop)
         except _RetryableFailure as failure:
             return self._handle_failure(attempt, dispatch_id, failure.verdict)
         except api.ServerError as exc:
@@ -271,6 +288,9 @@ class Dialer:
 
     def _dial_once(self, attempt: _Attempt) -> api.SIPParticipantInfo:
         self._wait_for_rate(attempt)
+        stop = self._gate(attempt, self.clock())
+        if stop:
+            raise stop
         config = attempt.config
         request = api.CreateSIPParticipantRequest(
             sip_trunk_id=self.store.trunk_of(attempt.cid),

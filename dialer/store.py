@@ -33,6 +33,11 @@ INGEST_STALE_S = 3_600
 INGEST_COUNTERS = ("rows", "accepted", "rejected", "duplicates", "suppressed")
 
 
+def _json_fields(fields: dict[str, Any] | None) -> str:
+    """Fields for a Lua script to merge; None is left out (Lua would see a truthy cjson.null)."""
+    return json.dumps({k: v for k, v in (fields or {}).items() if v is not None})
+
+
 class Keys:
     """Every Redis key the dialer uses."""
 
@@ -441,7 +446,7 @@ class Store:
         """Compare-and-set an attempt's state; 'ok' or the state it was really in."""
         keys = [Keys.attempts(cid), Keys.active(cid), self._trunk_active_key(cid), Keys.leases]
         args: list[Any] = [cid, member, ",".join(s.value for s in expected), to.value, lease_until,
-                json.dumps(fields or {})]
+                           _json_fields(fields)]
         return _text(self._transition(keys=keys, args=args))
 
     def finalise(
@@ -465,7 +470,7 @@ class Store:
                 Keys.active(cid), self._trunk_active_key(cid), Keys.leases, Keys.campaign(cid),
                 Keys.running, Keys.results(cid)]
         args: list[Any] = [cid, member, ",".join(s.value for s in expected), now, verdict, outcome.value,
-                "1" if counts else "0", due_at, max_attempts, json.dumps(fields or {}), pause_reason,
+                "1" if counts else "0", due_at, max_attempts, _json_fields(fields), pause_reason,
                 json.dumps(result, ensure_ascii=False) if result is not None else ""]
         return _text(self._finalise(keys=keys, args=args))
 

@@ -33,8 +33,18 @@ redis.call('HINCRBY', KEYS[4], 'in_flight', -1)
 local status = cjson.decode(redis.call('HGET', KEYS[2], contact) or '{"seq":0,"attempts":0}')
 if counts then status.attempts = (status.attempts or 0) + 1 end
 status.last_attempt = member
+local started = attempt.dial_started_at or attempt.queued_at
+status.first_attempt_at = status.first_attempt_at or started
+status.last_attempt_at = started
+status.dials = (status.dials or 0) + 1
 for _, k in ipairs({'sip_code', 'sip_status', 'reason', 'disposition'}) do
-  if attempt[k] ~= nil then status['last_' .. k] = attempt[k] end
+  status['last_' .. k] = attempt[k]
+end
+if attempt.answered_at then
+  status.answered_at = attempt.answered_at
+  status.talk_s = attempt.talk_s
+  status.sip_call_id = attempt.sip_call_id
+  status.result = ARGV[12] ~= '' and member or status.result
 end
 
 local campaign_state = redis.call('HGET', KEYS[8], 'state')
