@@ -19,11 +19,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import control
+from . import control, reports
 from .config import load_config
 from .errors import DialerError, UserError
 from .ingest import ingest_file
 from .phones import PhoneNormalizer, PhoneRejected
+from .reports import Format
 from .settings import get_settings
 from .store import Store
 
@@ -33,6 +34,8 @@ campaign_app = typer.Typer(help="Create, inspect and run campaigns.", no_args_is
 dnc_app = typer.Typer(help="The do-not-call list.", no_args_is_help=True)
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(dnc_app, name="dnc")
+report_app = typer.Typer(help="Outcome reports: export and summary.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
 sandbox_app = typer.Typer(help="The embedded LiveKit emulator with simulated callees.",
                           no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
@@ -180,7 +183,8 @@ def campaign_rejects(
         for entry in store.iter_skipped_rows(campaign_id):
             if entry["bucket"] != "rejected" and not include_all:
                 continue
-            writer.writerow({**entry["values"], **{k: entry[k] for k in ("row", "bucket", "reason", "detail")}})
+            row = {**entry["values"], **{k: entry[k] for k in ("row", "bucket", "reason", "detail")}}
+            writer.writerow({key: reports.safe_cell(str(value)) for key, value in row.items()})
             written += 1
     err_console.print(f"wrote {written:,} rows to {output}")
 
@@ -385,6 +389,75 @@ def dnc_check(number: str, region: RegionOption = "US", as_json: JsonFlag = Fals
     else:
         console.print(f"{good[0]} is {'on' if listed else 'not on'} the do-not-call list")
     raise typer.Exit(0 if listed else 1)
+
+
+@report_app.command("export")
+def report_export(
+    campaign_id: str,
+    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="csv, xlsx, parquet or json "
+                                               "(default: from the -o extension, else csv).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the report.")] = None,
+    attempts: Annotated[bool, typer.Option("--attempts", help="One row per attempt instead of per contact.")] = False,
+    tz: Annotated[str, typer.Option("--tz", help="Time zone of the report's times (IANA name).")] = "UTC",
+) -> None:
+    """Export one row per contact: its CSV columns, outcome, attempts, SIP result, disposition, times."""
+    if fmt is None:
+        suffix = output.suffix.lower().lstrip(".") if output else ""
+        fmt = Format(suffix) if suffix in {f.value for f in Format} else Format.CSV
+    path = output or reports.default_path(campaign_id, fmt, attempts)
+    store = open_store()
+    record = store.get_campaign(campaign_id)
+    with Progress(TextColumn("[bold]export[/]"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"),
+                  TimeElapsedColumn(), console=err_console, transient=True,
+                  disable=not err_console.is_terminal) as bar:
+        task = bar.add_task("export", total=record.counts["accepted"] if not attempts else None)
+        rows = reports.export(store, campaign_id, fmt, path, attempts=attempts, timezone=tz,
+                              progress=lambda n: bar.advance(task, n))
+    err_console.print(f"wrote {rows:,} rows to {path} ({fmt.value}; times in {tz})")
+
+
+@report_app.command("summary")
+def report_summary(
+    campaign_id: str,
+    as_json: JsonFlag = False,
+    chart: Annotated[Path | None, typer.Option("--chart", help="Also draw the outcome mix and calls "
+                                               "per hour to this PNG.")] = None,
+) -> None:
+    """Counts and rates: dialed, connected, answer rate, outcome mix, dispositions, talk time, hours."""
+    from .summary import draw_chart, summarise
+
+    data = summarise(open_store(), campaign_id)
+    if chart:
+        draw_chart(data, chart)
+    if as_json:
+        print_json(data)
+        return
+    table = Table(title=f"Campaign {data['campaign_id']} ({data['name']}): {data['state']}", show_header=False)
+    table.add_column("")
+    table.add_column("", justify="right")
+    talk = data["talk_s"]
+    for label, value in [
+        ("contacts", f"{data['contacts']:,}"),
+        ("dialed", f"{data['dialed']:,}"),
+        ("connected", f"{data['connected']:,} ({data['connect_rate']:.1%})"),
+        ("answered by a person", f"{data['answered']:,} ({data['answer_rate']:.1%})"),
+        ("attempts", f"{data['attempts']:,} ({data['attempts_per_contact']:.2f} per dialed contact)"),
+        ("talk time", f"mean {talk['mean']:.1f}s, median {talk['median']:.1f}s over {talk['calls']:,} calls"),
+    ]:
+        table.add_row(label, value)
+    for outcome, count in data["outcomes"].items():
+        if count:
+            table.add_row(f"  {outcome}", f"{count:,}")
+    for state, count in data["not_final"].items():
+        table.add_row(f"  ({state})", f"{count:,}")
+    for disposition, count in data["dispositions"].items():
+        table.add_row(f"  disposition: {disposition}", f"{count:,}")
+    console.print(table)
+    busiest = max(range(24), key=lambda hour: data["calls_by_local_hour"][hour])
+    if any(data["calls_by_local_hour"]):
+        console.print(f"busiest local hour: {busiest:02d}:00 ({data['calls_by_local_hour'][busiest]:,} attempts)")
+    if chart:
+        console.print(f"chart written to {chart}")
 
 
 SANDBOX_DEFAULT_PORT = 7880

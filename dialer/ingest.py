@@ -157,7 +157,7 @@ def ingest_file(
             "Rename the column or pass --phone-column."
         )
     tz_col = csvfile.find_column(fmt.columns, None, csvfile.TIMEZONE_COLUMN_NAMES)
-    variable_cols = [name for name in fmt.columns if name not in (phone_col, tz_col)]
+    variable_cols = [name for name in fmt.columns if name != phone_col]
     check_templates(config, fmt.columns)
 
     cid = store.new_campaign_id()

@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -97,6 +98,10 @@ class Keys:
     def trunk_cooldown(trunk: str) -> str:
         return f"{PREFIX}:trunk:{trunk}:cooldown"  #: set while the trunk backs off
 
+    @staticmethod
+    def snapshot(token: str, name: str) -> str:
+        return f"{PREFIX}:snapshot:{token}:{name}"  #: a frozen copy of a hash, for a report
+
     leases = f"{PREFIX}:leases"  #: zset "cid:contact:seq" -> lease expiry, for the reconciler
     running = f"{PREFIX}:running"  #: set of running campaign ids
     pacer_lock = f"{PREFIX}:lock:pacer"  #: the single active pacer
@@ -108,6 +113,30 @@ class Keys:
             cls.campaign(cid), cls.contacts(cid), cls.numbers(cid), cls.rejects(cid), cls.due(cid),
             cls.status(cid), cls.attempts(cid), cls.results(cid), cls.progress(cid), cls.active(cid),
         ]
+
+
+#: How long a report's snapshot may live if the report dies before removing it.
+SNAPSHOT_TTL_S = 3_600
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A report's frozen view of one campaign (see ``Store.snapshot``)."""
+
+    store: Store
+    campaign_id: str
+    keys: dict[str, str]
+    progress: dict[str, int]
+
+    def statuses(self, contact_ids: Sequence[int]) -> list[dict[str, Any] | None]:
+        return self.store.hash_json(self.keys["status"], [str(i) for i in contact_ids])
+
+    def results(self, members: Sequence[str]) -> list[dict[str, Any] | None]:
+        return self.store.hash_json(self.keys["results"], members)
+
+    def iter_attempts(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for member, raw in self.store.redis.hscan_iter(self.keys["attempts"], count=READ_BATCH):
+            yield _text(member), json.loads(raw)
 
 
 @cache
@@ -295,6 +324,34 @@ class Store:
 
     def due_count(self, cid: str) -> int:
         return int(self.redis.zcard(Keys.due(cid)))
+
+    # -- reading for reports ---------------------------------------------------------
+
+    @contextmanager
+    def snapshot(self, cid: str) -> Iterator[Snapshot]:
+        """A consistent copy of a campaign's mutable state, taken atomically, for a report."""
+        self.get_campaign(cid)
+        token = uuid.uuid4().hex
+        sources = {"status": Keys.status(cid), "results": Keys.results(cid), "attempts": Keys.attempts(cid)}
+        copies = {name: Keys.snapshot(token, name) for name in sources}
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(Keys.progress(cid))
+        for name, source in sources.items():
+            pipe.copy(source, copies[name])
+            pipe.expire(copies[name], SNAPSHOT_TTL_S)
+        progress = pipe.execute()[0]
+        try:
+            yield Snapshot(self, cid, copies, {_text(k): int(v) for k, v in progress.items()})
+        finally:
+            self.redis.unlink(*copies.values())
+
+    def contact_ids(self, cid: str) -> list[int]:
+        return sorted(int(_text(key)) for key in self.redis.hkeys(Keys.contacts(cid)))
+
+    def hash_json(self, key: str, fields: Sequence[str]) -> list[dict[str, Any] | None]:
+        if not fields:
+            return []
+        return [json.loads(raw) if raw else None for raw in self.redis.hmget(key, list(fields))]
 
     # -- do-not-call list --------------------------------------------------------
 

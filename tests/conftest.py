@@ -90,7 +90,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
     """A clean database on the suite's own redis-server, also set as REDIS_URL."""
-    redis.Redis.from_url(redis_server.url).flushall()
+    redis.Redis.from_url(redis_server.url).flushdb()
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     return redis_server.url
 

@@ -100,3 +100,16 @@ def test_dnc_add_check_remove_and_import(redis_url: str, tmp_path: Path) -> None
 def test_dnc_suppresses_at_ingest(redis_url: str) -> None:
     run_cli(redis_url, "dnc", "add", "202-555-0101")
     assert create(redis_url)["suppressed"] == 1
+
+
+def test_rejects_file_neutralises_spreadsheet_formulas(redis_url: str, tmp_path: Path) -> None:
+    contacts = tmp_path / "c.csv"
+    contacts.write_text('phone,name\n=cmd|calc,"=HYPERLINK(""x"")"\n202-555-0100,Ann\n')
+    config = tmp_path / "c.yaml"
+    config.write_text("name: Plain\n")
+    created = json.loads(run_cli(redis_url, "campaign", "create", str(contacts), "--config", str(config),
+                                 "--json").stdout)
+    out = tmp_path / "rejects.csv"
+    run_cli(redis_url, "campaign", "rejects", created["campaign_id"], "-o", str(out))
+    [row] = list(csv.DictReader(out.open()))
+    assert (row["phone"], row["name"]) == ("'=cmd|calc", "'=HYPERLINK(\"x\")")
