@@ -7,6 +7,7 @@ spreadsheet would run as a formula; E.164 numbers stay readable as text.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Iterator
@@ -16,7 +17,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 from .dialing import room_name
 from .errors import UserError
@@ -76,63 +82,74 @@ class ReportSpec:
                 *self.captured_columns, "callback_at", *TIME_COLUMNS, "talk_s", "sip_call_id", "transcript"]
 
 
-def _source_values(spec: ReportSpec, contact: dict[str, Any]) -> dict[str, Any]:
-    values = dict(contact.get("variables", {}))
-    values[spec.record.phone_column] = contact.get("phone_raw", "")
-    return {name: values.get(name, "") for name in spec.source_columns}
+Columns = dict[str, list[Any]]
 
 
 def _transcript_text(turns: list[dict[str, str]]) -> str:
     return "\n".join(f"{turn.get('role', '')}: {turn.get('text', '')}" for turn in turns)
 
 
-def _contact_row(spec: ReportSpec, contact: dict[str, Any], status: dict[str, Any] | None,
-                 result: dict[str, Any] | None) -> dict[str, Any]:
-    status = status or {}
-    result = result or {}
-    captured = result.get("captured") or {}
-    turns = result.get("transcript") or []
-    sip_code = status.get("last_sip_code")
-    return {
-        "contact_id": contact["id"],
-        **_source_values(spec, contact),
-        "phone_e164": contact["phone_e164"],
-        "number_type": contact.get("number_type", ""),
-        "time_zones": " ".join(contact.get("time_zones", [])),
-        "outcome": status.get("outcome") or status.get("state") or "pending",
-        "attempts": int(status.get("attempts", 0)),
-        "dials": int(status.get("dials", 0)),
-        "last_sip_status": int(sip_code) if sip_code is not None else None,
-        "last_sip_reason": status.get("last_sip_status") or status.get("last_reason") or "",
-        "disposition": result.get("disposition") or "",
-        "notes": result.get("notes") or "",
-        **{f"captured_{name}": str(captured.get(name, "")) for name in spec.record.config.capture_fields},
-        "callback_at": result.get("callback_at") or "",
-        "first_attempt_at": status.get("first_attempt_at"),
-        "last_attempt_at": status.get("last_attempt_at"),
-        "answered_at": status.get("answered_at") or result.get("answered_at"),
-        "talk_s": float(status.get("talk_s") or result.get("talk_s") or 0.0),
-        "sip_call_id": status.get("sip_call_id") or result.get("sip_call_id") or "",
-        "transcript": turns if spec.full_transcript else _transcript_text(turns)[:TRANSCRIPT_CELL_CHARS],
+def _source_columns(spec: ReportSpec, contacts: list[dict[str, Any]]) -> Columns:
+    phone = spec.record.phone_column
+    columns: Columns = {}
+    for name in spec.source_columns:
+        if name == phone:
+            columns[name] = [contact.get("phone_raw", "") for contact in contacts]
+        else:
+            columns[name] = [contact.get("variables", {}).get(name, "") for contact in contacts]
+    return columns
+
+
+def _contact_columns(spec: ReportSpec, contacts: list[dict[str, Any]], statuses: list[dict[str, Any]],
+                     results: list[dict[str, Any]]) -> Columns:
+    """One batch of the per-contact report, column by column."""
+    captured = list(spec.record.config.capture_fields)
+    columns: Columns = {
+        "contact_id": [contact["id"] for contact in contacts],
+        **_source_columns(spec, contacts),
+        "phone_e164": [contact["phone_e164"] for contact in contacts],
+        "number_type": [contact.get("number_type", "") for contact in contacts],
+        "time_zones": [" ".join(contact.get("time_zones", ())) for contact in contacts],
+        "outcome": [st.get("outcome") or st.get("state") or "pending" for st in statuses],
+        "attempts": [int(st.get("attempts", 0)) for st in statuses],
+        "dials": [int(st.get("dials", 0)) for st in statuses],
+        "last_sip_status": [st.get("last_sip_code") for st in statuses],
+        "last_sip_reason": [st.get("last_sip_status") or st.get("last_reason") or "" for st in statuses],
+        "disposition": [r.get("disposition") or "" for r in results],
+        "notes": [r.get("notes") or "" for r in results],
     }
+    for name in captured:
+        columns[f"captured_{name}"] = [str((r.get("captured") or {}).get(name, "")) for r in results]
+    columns["callback_at"] = [r.get("callback_at") or "" for r in results]
+    columns["first_attempt_at"] = [st.get("first_attempt_at") for st in statuses]
+    columns["last_attempt_at"] = [st.get("last_attempt_at") for st in statuses]
+    columns["answered_at"] = [st.get("answered_at") or r.get("answered_at")
+                              for st, r in zip(statuses, results, strict=True)]
+    columns["talk_s"] = [float(st.get("talk_s") or r.get("talk_s") or 0.0)
+                         for st, r in zip(statuses, results, strict=True)]
+    columns["sip_call_id"] = [st.get("sip_call_id") or r.get("sip_call_id") or ""
+                              for st, r in zip(statuses, results, strict=True)]
+    turns = [r.get("transcript") or [] for r in results]
+    columns["transcript"] = turns if spec.full_transcript else [
+        _transcript_text(t)[:TRANSCRIPT_CELL_CHARS] if t else "" for t in turns]
+    return columns
 
 
-def iter_contact_batches(store: Store, snapshot: Snapshot, spec: ReportSpec) -> Iterator[list[dict[str, Any]]]:
+def iter_contact_batches(store: Store, snapshot: Snapshot, spec: ReportSpec) -> Iterator[Columns]:
     ids = store.contact_ids(spec.record.id)
     for start in range(0, len(ids), BATCH):
         batch = ids[start : start + BATCH]
-        contacts = store.contacts(spec.record.id, batch)
-        statuses = snapshot.statuses(batch)
-        wanted = [status["result"] for status in statuses if status and status.get("result")]
-        results = dict(zip(wanted, snapshot.results(wanted), strict=True))
-        yield [
-            _contact_row(spec, contact, status, results.get((status or {}).get("result", "")))
-            for contact, status in zip(contacts, statuses, strict=True)
-            if contact
-        ]
+        pairs = [(c, st or {}) for c, st in zip(store.contacts(spec.record.id, batch), snapshot.statuses(batch),
+                                                strict=True) if c]
+        contacts = [contact for contact, _ in pairs]
+        statuses = [status for _, status in pairs]
+        wanted = [status["result"] for status in statuses if status.get("result")]
+        found = dict(zip(wanted, snapshot.results(wanted), strict=True))
+        results = [found.get(status.get("result", "")) or {} for status in statuses]
+        yield _contact_columns(spec, contacts, statuses, results)
 
 
-def iter_attempt_batches(store: Store, snapshot: Snapshot, spec: ReportSpec) -> Iterator[list[dict[str, Any]]]:
+def iter_attempt_batches(store: Store, snapshot: Snapshot, spec: ReportSpec) -> Iterator[Columns]:
     rows: list[tuple[int, int, dict[str, Any]]] = []
     for member, attempt in snapshot.iter_attempts():
         contact_text, _, seq = member.partition(":")
@@ -141,54 +158,89 @@ def iter_attempt_batches(store: Store, snapshot: Snapshot, spec: ReportSpec) -> 
     for start in range(0, len(rows), BATCH):
         batch = rows[start : start + BATCH]
         ids = sorted({contact_id for contact_id, _, _ in batch})
-        contacts = dict(zip(ids, store.contacts(spec.record.id, ids), strict=True))
-        out = []
-        for contact_id, seq_number, attempt in batch:
-            contact = contacts.get(contact_id) or {"id": contact_id, "phone_e164": ""}
-            sip_code = attempt.get("sip_code")
-            out.append({
-                "contact_id": contact_id,
-                **_source_values(spec, contact),
-                "phone_e164": contact.get("phone_e164", ""),
-                "attempt": seq_number,
-                "state": attempt.get("state", ""),
-                "result": attempt.get("sip_class") or ("answered" if attempt.get("answered_at") else ""),
-                "counted": bool(attempt.get("counted", False)),
-                "sip_status": int(sip_code) if sip_code is not None else None,
-                "sip_reason": attempt.get("sip_status") or "",
-                "reason": attempt.get("reason") or "",
-                "disposition": attempt.get("disposition") or "",
-                **{name: attempt.get(name) for name in ATTEMPT_TIME_COLUMNS},
-                "talk_s": float(attempt.get("talk_s") or 0.0),
-                "room": room_name(spec.record.id, contact_id, seq_number),
-            })
-        yield out
+        by_id = dict(zip(ids, store.contacts(spec.record.id, ids), strict=True))
+        contacts = [by_id.get(contact_id) or {"id": contact_id, "phone_e164": ""} for contact_id, _, _ in batch]
+        attempts = [attempt for _, _, attempt in batch]
+        columns: Columns = {
+            "contact_id": [contact_id for contact_id, _, _ in batch],
+            **_source_columns(spec, contacts),
+            "phone_e164": [contact.get("phone_e164", "") for contact in contacts],
+            "attempt": [seq for _, seq, _ in batch],
+            "state": [a.get("state", "") for a in attempts],
+            "result": [a.get("sip_class") or ("answered" if a.get("answered_at") else "") for a in attempts],
+            "counted": [bool(a.get("counted", False)) for a in attempts],
+            "sip_status": [a.get("sip_code") for a in attempts],
+            "sip_reason": [a.get("sip_status") or "" for a in attempts],
+            "reason": [a.get("reason") or "" for a in attempts],
+            "disposition": [a.get("disposition") or "" for a in attempts],
+            **{name: [a.get(name) for a in attempts] for name in ATTEMPT_TIME_COLUMNS},
+            "talk_s": [float(a.get("talk_s") or 0.0) for a in attempts],
+            "room": [room_name(spec.record.id, contact_id, seq) for contact_id, seq, _ in batch],
+        }
+        yield columns
 
 
-def _frame(spec: ReportSpec, rows: list[dict[str, Any]], *, iso_times: bool) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(rows, columns=spec.columns())
-    time_columns = ATTEMPT_TIME_COLUMNS if spec.attempts else TIME_COLUMNS
-    for column in time_columns:
-        stamps = pd.to_datetime(pd.to_numeric(frame[column], errors="coerce"), unit="s", utc=True)
-        stamps = stamps.dt.tz_convert(spec.timezone)
-        if iso_times:
-            text = stamps.dt.strftime("%Y-%m-%dT%H:%M:%S%z").str.replace(r"(\d\d)(\d\d)$", r"\1:\2", regex=True)
-            frame[column] = text.fillna("")
+def iso_times(seconds: list[Any], timezone: str) -> list[str | None]:
+    """Unix seconds as ISO 8601 with the zone's offset ("2026-11-21T14:03:09-05:00"); None stays None."""
+    values = pd.to_numeric(pd.Series(seconds, dtype=object), errors="coerce")
+    missing = values.isna().to_numpy()
+    utc = pd.to_datetime(values, unit="s", utc=True).dt.floor("s")
+    local = utc.dt.tz_convert(timezone).dt.tz_localize(None)
+    offsets = (local - utc.dt.tz_localize(None)).dt.total_seconds().fillna(0).astype("int64").to_numpy()
+    text = np.datetime_as_string(local.to_numpy().astype("datetime64[s]"), unit="s").astype(object)
+    unique, index = np.unique(offsets, return_inverse=True)
+    labels = np.array([("+" if offset >= 0 else "-") + "{:02d}:{:02d}".format(*divmod(abs(offset) // 60, 60))
+                       for offset in unique], dtype=object)
+    out = text + labels[index]
+    out[missing] = None
+    return list(out)
+
+
+def _time_columns(spec: ReportSpec) -> tuple[str, ...]:
+    return ATTEMPT_TIME_COLUMNS if spec.attempts else TIME_COLUMNS
+
+
+def _sip_column(spec: ReportSpec) -> str:
+    return "sip_status" if spec.attempts else "last_sip_status"
+
+
+def _arrow(spec: ReportSpec, columns: Columns, *, text_times: bool) -> pa.Table:
+    """A batch as an Arrow table: times as ISO text or as timestamps in the report's zone."""
+    arrays: dict[str, pa.Array] = {}
+    for name, values in columns.items():
+        if name in _time_columns(spec):
+            if text_times:
+                arrays[name] = pa.array(iso_times(values, spec.timezone), type=pa.string())
+            else:
+                micros = pa.array([None if v is None else round(float(v) * 1_000_000) for v in values], pa.int64())
+                arrays[name] = micros.cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us", tz=spec.timezone))
+        elif name == _sip_column(spec):
+            arrays[name] = pa.array([None if v is None else int(v) for v in values], type=pa.int32())
+        elif name == "transcript" and spec.full_transcript:
+            arrays[name] = pa.array([json.dumps(v, ensure_ascii=False) for v in values], type=pa.string())
+        elif name in ("contact_id", "attempts", "dials", "attempt"):
+            arrays[name] = pa.array(values, type=pa.int64())
+        elif name == "talk_s":
+            arrays[name] = pa.array(values, type=pa.float64())
+        elif name == "counted":
+            arrays[name] = pa.array(values, type=pa.bool_())
         else:
-            frame[column] = stamps
-    sip_column = "sip_status" if spec.attempts else "last_sip_status"
-    frame[sip_column] = frame[sip_column].astype("Int64")
-    return frame
+            arrays[name] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+    return pa.table(arrays)
 
 
-def _neutralise(frame: pd.DataFrame) -> pd.DataFrame:
-    for column in frame.columns:
-        if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
-            values = frame[column].astype(str)
-            risky = values.str.match(FORMULA_START.pattern) & ~values.str.match(E164.pattern)
-            if risky.any():
-                frame[column] = values.where(~risky, "'" + values)
-    return frame
+def neutralise(table: pa.Table) -> pa.Table:
+    """Prefix cells a spreadsheet would run as a formula with an apostrophe; E.164 numbers stay as they are."""
+    for index, field in enumerate(table.schema):
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        column = table.column(index)
+        risky = pc.and_(pc.match_substring_regex(column, FORMULA_START.pattern),
+                        pc.invert(pc.match_substring_regex(column, E164.pattern)))
+        if pc.any(risky).as_py():
+            fixed = pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
+            table = table.set_column(index, field, fixed)
+    return table
 
 
 class _Writer:
@@ -196,7 +248,7 @@ class _Writer:
         self.spec = spec
         self.path = path
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
+    def write(self, columns: Columns) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -206,17 +258,22 @@ class _Writer:
 class _CsvWriter(_Writer):
     def __init__(self, spec: ReportSpec, path: Path) -> None:
         super().__init__(spec, path)
-        self.handle: IO[str] = path.open("w", newline="", encoding="utf-8-sig")
-        self.header = True
+        self.handle: IO[bytes] = path.open("wb")
+        self.handle.write(codecs.BOM_UTF8)  # so spreadsheets read the file as UTF-8
+        self.writer: Any = None
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        frame = _neutralise(_frame(self.spec, rows, iso_times=True))
-        frame.to_csv(self.handle, index=False, header=self.header)
-        self.header = False
+    def write(self, columns: Columns) -> None:
+        table = neutralise(_arrow(self.spec, columns, text_times=True))
+        if self.writer is None:
+            self.writer = pa_csv.CSVWriter(self.handle, table.schema,
+                                           write_options=pa_csv.WriteOptions(quoting_style="needed"))
+        self.writer.write_table(table)
 
     def close(self) -> None:
-        if self.header:
-            pd.DataFrame(columns=self.spec.columns()).to_csv(self.handle, index=False)
+        if self.writer is None:
+            self.handle.write((",".join(self.spec.columns()) + "\n").encode())
+        else:
+            self.writer.close()
         self.handle.close()
 
 
@@ -225,26 +282,20 @@ class _ParquetWriter(_Writer):
         super().__init__(spec, path)
         self.writer: Any = None
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        frame = _frame(self.spec, rows, iso_times=False)
-        if not self.spec.attempts:
-            frame["transcript"] = frame["transcript"].map(json.dumps)
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+    def write(self, columns: Columns) -> None:
+        table = _arrow(self.spec, columns, text_times=False)
         if self.writer is None:
             metadata = {b"dialer.report_timezone": self.spec.timezone.encode(),
                         b"dialer.campaign_id": self.spec.record.id.encode()}
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+            table = table.replace_schema_metadata(metadata)
             self.writer = pq.ParquetWriter(self.path, table.schema)
         self.writer.write_table(table.cast(self.writer.schema))
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        else:
-            _frame(self.spec, [], iso_times=False).to_parquet(self.path, index=False)
+        if self.writer is None:
+            empty: Columns = {name: [] for name in self.spec.columns()}
+            self.write(empty)
+        self.writer.close()
 
 
 class _XlsxWriter(_Writer):
@@ -256,14 +307,14 @@ class _XlsxWriter(_Writer):
         self.sheet = self.book.create_sheet("attempts" if spec.attempts else "contacts")
         self.sheet.append(spec.columns())
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
+    def write(self, columns: Columns) -> None:
         from openpyxl.cell import WriteOnlyCell
 
-        frame = _neutralise(_frame(self.spec, rows, iso_times=True))
-        for values in frame.itertuples(index=False, name=None):
+        table = neutralise(_arrow(self.spec, columns, text_times=True))
+        for values in zip(*(table.column(i).to_pylist() for i in range(table.num_columns)), strict=True):
             cells: list[Any] = []
             for value in values:
-                if value is None or value is pd.NA or (isinstance(value, float) and value != value):
+                if value is None:
                     cells.append(None)
                     continue
                 cell = WriteOnlyCell(self.sheet, value=value)
@@ -283,14 +334,16 @@ class _JsonWriter(_Writer):
     def __init__(self, spec: ReportSpec, path: Path) -> None:
         super().__init__(spec, path)
         self.handle: IO[str] = path.open("w", encoding="utf-8")
-        head = {key: value for key, value in _about(spec)}
+        head = dict(_about(spec))
         self.handle.write(json.dumps(head, ensure_ascii=False)[:-1] + ', "rows": [\n')
         self.first = True
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        frame = _frame(self.spec, rows, iso_times=True)
-        records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
-        for record in records:
+    def write(self, columns: Columns) -> None:
+        for name in _time_columns(self.spec):
+            columns[name] = iso_times(columns[name], self.spec.timezone)
+        names = list(columns)
+        for values in zip(*columns.values(), strict=True):
+            record = dict(zip(names, values, strict=True))
             self.handle.write(("" if self.first else ",\n") + json.dumps(record, ensure_ascii=False))
             self.first = False
 
@@ -339,10 +392,11 @@ def export(store: Store, cid: str, fmt: Format, path: Path, *, attempts: bool = 
     written = 0
     with store.snapshot(cid) as snapshot:
         batches = iter_attempt_batches if attempts else iter_contact_batches
-        for rows in batches(store, snapshot, spec):
-            writer.write(rows)
-            written += len(rows)
+        for columns in batches(store, snapshot, spec):
+            rows = len(columns["contact_id"])
+            writer.write(columns)
+            written += rows
             if progress:
-                progress(len(rows))
+                progress(rows)
     writer.close()
     return written

@@ -16,6 +16,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+import orjson
 import redis
 
 from .config import CampaignConfig
@@ -136,7 +137,7 @@ class Snapshot:
 
     def iter_attempts(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for member, raw in self.store.redis.hscan_iter(self.keys["attempts"], count=READ_BATCH):
-            yield _text(member), json.loads(raw)
+            yield _text(member), orjson.loads(raw)
 
 
 @cache
@@ -351,7 +352,7 @@ class Store:
     def hash_json(self, key: str, fields: Sequence[str]) -> list[dict[str, Any] | None]:
         if not fields:
             return []
-        return [json.loads(raw) if raw else None for raw in self.redis.hmget(key, list(fields))]
+        return [orjson.loads(raw) if raw else None for raw in self.redis.hmget(key, list(fields))]
 
     # -- do-not-call list --------------------------------------------------------
 
@@ -439,7 +440,7 @@ class Store:
         if not ids:
             return []
         raw = self.redis.hmget(Keys.contacts(cid), [str(i) for i in ids])
-        return [json.loads(item) if item else None for item in raw]
+        return [orjson.loads(item) if item else None for item in raw]
 
     def queue_attempts(
         self,
@@ -558,7 +559,7 @@ class Store:
 
     def iter_attempts(self, cid: str) -> Iterator[tuple[str, dict[str, Any]]]:
         for member, raw in self.redis.hscan_iter(Keys.attempts(cid), count=READ_BATCH):
-            yield _text(member), json.loads(raw)
+            yield _text(member), orjson.loads(raw)
 
     def iter_statuses(self, cid: str) -> Iterator[tuple[int, dict[str, Any]]]:
         for contact, raw in self.redis.hscan_iter(Keys.status(cid), count=READ_BATCH):

@@ -34,19 +34,22 @@ def summarise(store: Store, cid: str) -> dict[str, Any]:
     contacts = dialed = dials = charged = 0
     zones_by_contact: dict[int, str] = {}
     with store.snapshot(cid) as snapshot:
-        for rows in iter_contact_batches(store, snapshot, spec):
-            for row in rows:
+        for columns in iter_contact_batches(store, snapshot, spec):
+            for contact_id, outcome, dial_count, charged_count, disposition, answered_at, talk_s, zones in zip(
+                columns["contact_id"], columns["outcome"], columns["dials"], columns["attempts"],
+                columns["disposition"], columns["answered_at"], columns["talk_s"], columns["time_zones"],
+                strict=True,
+            ):
                 contacts += 1
-                outcomes[row["outcome"]] += 1
-                dials += row["dials"]
-                charged += row["attempts"]
-                if row["dials"]:
-                    dialed += 1
-                if row["disposition"]:
-                    dispositions[row["disposition"]] += 1
-                if row["outcome"] in HUMAN and row["answered_at"] is not None:
-                    talk.append(row["talk_s"])
-                zones_by_contact[row["contact_id"]] = (row["time_zones"].split() or ["UTC"])[0]
+                outcomes[outcome] += 1
+                dials += dial_count
+                charged += charged_count
+                dialed += dial_count > 0
+                if disposition:
+                    dispositions[disposition] += 1
+                if outcome in HUMAN and answered_at is not None:
+                    talk.append(talk_s)
+                zones_by_contact[contact_id] = (zones.split() or ["UTC"])[0]
         by_hour = [0] * 24
         for member, attempt in snapshot.iter_attempts():
             started = attempt.get("dial_started_at")
