@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install redis test lint demo bench-ingest bench-dial clean
+.PHONY: install redis test lint demo bench-ingest bench-dial bench-report clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ bench-ingest: install redis
 
 bench-dial: install redis
 	$(BIN)/python bench/dial.py
+
+bench-report: install redis
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

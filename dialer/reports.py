@@ -8,9 +8,11 @@ spreadsheet would run as a formula; E.164 numbers stay readable as text.
 from __future__ import annotations
 
 import codecs
+import gc
 import json
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -135,17 +138,20 @@ def _contact_columns(spec: ReportSpec, contacts: list[dict[str, Any]], statuses:
     return columns
 
 
+def _fetch_contacts(store: Store, snapshot: Snapshot, cid: str, batch: list[int]) -> tuple[list[Any], ...]:
+    pairs = [(c, st or {}) for c, st in zip(store.contacts(cid, batch), snapshot.statuses(batch), strict=True) if c]
+    contacts = [contact for contact, _ in pairs]
+    statuses = [status for _, status in pairs]
+    wanted = [status["result"] for status in statuses if status.get("result")]
+    found = dict(zip(wanted, snapshot.results(wanted), strict=True))
+    results = [found.get(status.get("result", "")) or {} for status in statuses]
+    return contacts, statuses, results
+
+
 def iter_contact_batches(store: Store, snapshot: Snapshot, spec: ReportSpec) -> Iterator[Columns]:
     ids = store.contact_ids(spec.record.id)
     for start in range(0, len(ids), BATCH):
-        batch = ids[start : start + BATCH]
-        pairs = [(c, st or {}) for c, st in zip(store.contacts(spec.record.id, batch), snapshot.statuses(batch),
-                                                strict=True) if c]
-        contacts = [contact for contact, _ in pairs]
-        statuses = [status for _, status in pairs]
-        wanted = [status["result"] for status in statuses if status.get("result")]
-        found = dict(zip(wanted, snapshot.results(wanted), strict=True))
-        results = [found.get(status.get("result", "")) or {} for status in statuses]
+        contacts, statuses, results = _fetch_contacts(store, snapshot, spec.record.id, ids[start : start + BATCH])
         yield _contact_columns(spec, contacts, statuses, results)
 
 
@@ -212,12 +218,12 @@ def _arrow(spec: ReportSpec, columns: Columns, *, text_times: bool) -> pa.Table:
             if text_times:
                 arrays[name] = pa.array(iso_times(values, spec.timezone), type=pa.string())
             else:
-                micros = pa.array([None if v is None else round(float(v) * 1_000_000) for v in values], pa.int64())
+                micros = pc.round(pc.multiply(pa.array(values, type=pa.float64()), 1_000_000)).cast(pa.int64())
                 arrays[name] = micros.cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us", tz=spec.timezone))
         elif name == _sip_column(spec):
             arrays[name] = pa.array([None if v is None else int(v) for v in values], type=pa.int32())
         elif name == "transcript" and spec.full_transcript:
-            arrays[name] = pa.array([json.dumps(v, ensure_ascii=False) for v in values], type=pa.string())
+            arrays[name] = pa.array([orjson.dumps(v).decode() for v in values], type=pa.string())
         elif name in ("contact_id", "attempts", "dials", "attempt"):
             arrays[name] = pa.array(values, type=pa.int64())
         elif name == "talk_s":
@@ -225,7 +231,10 @@ def _arrow(spec: ReportSpec, columns: Columns, *, text_times: bool) -> pa.Table:
         elif name == "counted":
             arrays[name] = pa.array(values, type=pa.bool_())
         else:
-            arrays[name] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+            try:
+                arrays[name] = pa.array(values, type=pa.string())
+            except (pa.ArrowTypeError, pa.ArrowInvalid):  # a number where text was expected
+                arrays[name] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
     return pa.table(arrays)
 
 
@@ -370,6 +379,22 @@ def _about(spec: ReportSpec) -> list[tuple[str, str]]:
     ]
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while millions of short-lived acyclic dicts are made.
+
+    Each collection would walk the whole growing heap; with it paused, decoding a batch
+    is several times faster. Reference counting still frees everything.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def default_path(cid: str, fmt: Format, attempts: bool) -> Path:
     return Path(f"report-{cid}{'-attempts' if attempts else ''}.{fmt.value}")
 
@@ -390,7 +415,8 @@ def export(store: Store, cid: str, fmt: Format, path: Path, *, attempts: bool = 
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     written = 0
-    with store.snapshot(cid) as snapshot:
+    parts = ("attempts",) if attempts else ("status", "results")
+    with store.snapshot(cid, parts) as snapshot, gc_paused():
         batches = iter_attempt_batches if attempts else iter_contact_batches
         for columns in batches(store, snapshot, spec):
             rows = len(columns["contact_id"])

@@ -118,6 +118,8 @@ class Keys:
 
 #: How long a report's snapshot may live if the report dies before removing it.
 SNAPSHOT_TTL_S = 3_600
+#: The hashes a snapshot can copy.
+SNAPSHOT_PARTS = ("status", "results", "attempts")
 
 
 @dataclass(frozen=True)
@@ -329,11 +331,12 @@ class Store:
     # -- reading for reports ---------------------------------------------------------
 
     @contextmanager
-    def snapshot(self, cid: str) -> Iterator[Snapshot]:
-        """A consistent copy of a campaign's mutable state, taken atomically, for a report."""
+    def snapshot(self, cid: str, parts: Sequence[str] = SNAPSHOT_PARTS) -> Iterator[Snapshot]:
+        """A consistent copy of a campaign's mutable state (``parts`` of it), taken atomically."""
         self.get_campaign(cid)
         token = uuid.uuid4().hex
-        sources = {"status": Keys.status(cid), "results": Keys.results(cid), "attempts": Keys.attempts(cid)}
+        every = {"status": Keys.status(cid), "results": Keys.results(cid), "attempts": Keys.attempts(cid)}
+        sources = {name: every[name] for name in parts}
         copies = {name: Keys.snapshot(token, name) for name in sources}
         pipe = self.redis.pipeline(transaction=True)
         pipe.hgetall(Keys.progress(cid))
