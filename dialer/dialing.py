@@ -205,6 +205,12 @@ class Dialer:
         return stop.label
 
     def _place_call(self, attempt: _Attempt) -> str:
+        # Take the first calls-per-second slot before the room and the agent dispatch exist,
+        # so the agent's wait for the callee starts only when the INVITE is about to leave.
+        self._wait_for_rate(attempt)
+        stop = self._gate(attempt, self.clock())
+        if stop:
+            return self._stop(attempt, None, stop)
         try:
             dispatch_id = self._set_up_room(attempt)
         except (api.ServerError, *TRANSIENT_ERRORS) as exc:
@@ -267,6 +273,7 @@ class Dialer:
             capture_fields=dict(config.capture_fields),
             transfer_number=config.transfer_number,
             max_call_duration_s=config.max_call_duration_s,
+            ring_timeout_s=config.ring_timeout_s,
         )
 
     def _dial_with_retries(self, attempt: _Attempt) -> api.SIPParticipantInfo:
@@ -283,11 +290,12 @@ class Dialer:
             reraise=True,
         ):
             with retry:
-                return self._dial_once(attempt)
+                return self._dial_once(attempt, retrying=retry.retry_state.attempt_number > 1)
         raise AssertionError("unreachable")
 
-    def _dial_once(self, attempt: _Attempt) -> api.SIPParticipantInfo:
-        self._wait_for_rate(attempt)
+    def _dial_once(self, attempt: _Attempt, retrying: bool) -> api.SIPParticipantInfo:
+        if retrying:  # every INVITE takes its own calls-per-second slot (I3)
+            self._wait_for_rate(attempt)
         stop = self._gate(attempt, self.clock())
         if stop:
             raise stop

@@ -105,6 +105,8 @@ class DispatchMetadata(BaseModel):
     capture_fields: dict[str, str] = Field(default_factory=dict)
     transfer_number: str | None = None
     max_call_duration_s: int = 600
+    #: How long the callee's phone may ring before the dial gives up.
+    ring_timeout_s: int = 30
 
     @staticmethod
     def make_call_id(campaign_id: str, contact_id: int, attempt: int) -> str:

@@ -60,6 +60,32 @@ class Settings(BaseSettings):
     #: Added to the wall clock by the dialer; for dry runs and tests of calling windows.
     dialer_clock_offset_s: float = 0.0
 
+    # -- the agent worker (agent_worker/) ---------------------------------------------------
+    #: OpenAI API key for the agent's models; never logged.
+    openai_api_key: str | None = Field(default=None, repr=False)
+    #: An OpenAI-compatible endpoint (a proxy or gateway); unset means api.openai.com.
+    openai_base_url: str | None = None
+    #: ``realtime`` (one speech-to-speech model) or ``pipeline`` (speech-to-text, LLM, text-to-speech).
+    agent_mode: str = Field(default="realtime", pattern="^(realtime|pipeline)$")
+    #: The speech-to-speech model when ``agent_mode`` is ``realtime``.
+    agent_realtime_model: str = "gpt-realtime"
+    #: The voice the agent speaks with (a realtime or TTS voice name).
+    agent_voice: str = "marin"
+    #: The speech-to-text model when ``agent_mode`` is ``pipeline``.
+    agent_stt_model: str = "gpt-4o-transcribe"
+    #: The LLM when ``agent_mode`` is ``pipeline``.
+    agent_llm_model: str = "gpt-4.1-mini"
+    #: The text-to-speech model when ``agent_mode`` is ``pipeline``.
+    agent_tts_model: str = "gpt-4o-mini-tts"
+    #: Answering-machine detection on answered calls (livekit-agents' built-in AMD).
+    agent_amd_enabled: bool = True
+    #: The text model that classifies the first words heard as a person or a machine.
+    agent_amd_model: str = "gpt-4.1-mini"
+    #: How long the agent waits for the dialed participant to join the call's room.
+    agent_participant_timeout_s: float = Field(default=60.0, gt=0)
+    #: How long a joined participant may ring before the agent leaves the call to the dialer.
+    agent_answer_timeout_s: float = Field(default=180.0, gt=0)
+
     def now(self) -> float:
         """The dialer's clock (unix seconds)."""
         return time.time() + self.dialer_clock_offset_s
