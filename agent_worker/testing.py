@@ -206,7 +206,8 @@ def dialed_attempt(store: Store, directory: Path, *, identity: str = "callee-2",
 
     ``config`` is the campaign config (``dispositions``, ``capture_fields``, ``transfer_number``...).
     """
-    from dialer.config import parse_config, render
+    from dialer.config import parse_config
+    from dialer.dialing import dispatch_metadata
     from dialer.ingest import ingest_file
 
     path = directory / f"agent-{len(list(directory.iterdir()))}.csv"
@@ -221,22 +222,5 @@ def dialed_attempt(store: Store, directory: Path, *, identity: str = "callee-2",
                                     trunk_max_concurrent=0)
     store.transition(cid, member, [AttemptState.QUEUED], AttemptState.DIALING, now + 60)
     contact = store.contacts(cid, [2])[0] or {}
-    variables = contact.get("variables", {})
     seq = int(member.split(":")[1])
-    return DispatchMetadata(
-        call_id=DispatchMetadata.make_call_id(cid, 2, seq),
-        campaign_id=cid,
-        contact_id=2,
-        attempt=seq,
-        phone_e164=contact["phone_e164"],
-        participant_identity=identity,
-        variables=variables,
-        instructions=render(campaign.instructions, variables),
-        greeting=render(campaign.greeting, variables),
-        voicemail_action=campaign.voicemail_action,
-        voicemail_message=render(campaign.voicemail_message or "", variables),
-        dispositions=list(campaign.dispositions),
-        capture_fields=dict(campaign.capture_fields),
-        transfer_number=campaign.transfer_number,
-        max_call_duration_s=campaign.max_call_duration_s,
-    )
+    return dispatch_metadata(cid, 2, seq, contact, campaign).model_copy(update={"participant_identity": identity})

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from dialer import control  # noqa: E402
 from dialer.config import parse_config  # noqa: E402
 from dialer.ingest import ingest_file  # noqa: E402
-from dialer.services import free_port, local_redis, stop_process, wait_until  # noqa: E402
+from dialer.services import free_port, local_redis, sandbox_ready, stop_process, wait_until  # noqa: E402
 from dialer.settings import Settings  # noqa: E402
 from dialer.store import Store  # noqa: E402
 
@@ -76,7 +76,7 @@ def run(pool: str, ring_s: float, contacts: int, tmp: Path, duration_s: float | 
                                     "--scenario", str(scenario)], env=env, cwd=ROOT,
                                    stdout=(logs / "sandbox.log").open("wb"), stderr=subprocess.STDOUT)
         stack.callback(stop_process, sandbox)
-        wait_until(lambda: _up(url), 20, "sandbox")
+        wait_until(lambda: sandbox_ready(url), 20, "sandbox")
         worker_args = [sys.executable, "-m", "celery", "-A", "dialer", "worker", "--loglevel", "WARNING",
                        "--without-mingle", "--without-gossip", "-Q", "dial,control"]
         if pool == "prefork":
@@ -121,14 +121,6 @@ def run(pool: str, ring_s: float, contacts: int, tmp: Path, duration_s: float | 
                 "final": status["final"], "invites": len(calls),
                 "invites_per_s": round(len(calls) / elapsed, 1), "peak_ringing": int(peak_ringing),
                 "peak_worker_rss_mib": round(peak_rss)}
-
-
-def _up(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/sandbox/health", timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def main() -> None:

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import phonenumbers
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .policy import SipClass
 from .window import CallingWindow, zone
+from .yamlfile import read_yaml
 
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_MAX_CONCURRENT_CALLS = 10
@@ -165,16 +165,7 @@ def parse_config(data: object, source: str = "config") -> CampaignConfig:
 
 def load_config(path: Path, overrides: dict[str, Any] | None = None) -> CampaignConfig:
     """Read and validate a campaign config file; ``overrides`` win over the file."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    data = read_yaml(path, ConfigError, "config file")
     if data is None:
         data = {}
     if isinstance(data, dict) and overrides:

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,15 @@ from rich.table import Table
 from . import control
 from .config import load_config
 from .ingest import ingest_file
-from .services import free_port, local_redis, project_file, redis_reachable, stop_process, wait_until
+from .services import (
+    free_port,
+    local_redis,
+    project_file,
+    redis_reachable,
+    sandbox_ready,
+    stop_process,
+    wait_until,
+)
 from .settings import Settings, get_settings
 from .store import Store
 
@@ -31,14 +38,6 @@ DEMO_SECRET = "demo-secret-not-for-production"
 DEMO_TRUNK = "ST_sandbox_demo"
 DEMO_TIMEOUT_S = 120.0
 POLL_S = 0.5
-
-
-def _sandbox_up(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/sandbox/health", timeout=0.5) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager
@@ -73,7 +72,7 @@ def run_demo(console: Console, csv_file: Path | None = None, config_file: Path |
         stack.enter_context(_process(
             [sys.executable, "-m", "dialer", "sandbox", "serve", "--port", str(port)], env,
             logs / "sandbox.log"))
-        wait_until(lambda: _sandbox_up(settings.livekit_url or ""), 20, "the sandbox")
+        wait_until(lambda: sandbox_ready(settings.livekit_url or ""), 20, "the sandbox")
         console.print(f"started the sandbox at {settings.livekit_url}")
         stack.enter_context(_process(
             [sys.executable, "-m", "celery", "-A", "dialer", "worker", "-B", "--loglevel", "INFO",

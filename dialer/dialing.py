@@ -74,6 +74,31 @@ def participant_identity(contact_id: int) -> str:
     return f"callee-{contact_id}"
 
 
+def dispatch_metadata(
+    cid: str, contact_id: int, seq: int, contact: dict[str, Any], config: CampaignConfig
+) -> DispatchMetadata:
+    """What the agent is told about one attempt, with the campaign's templates rendered."""
+    variables = contact.get("variables", {})
+    return DispatchMetadata(
+        call_id=DispatchMetadata.make_call_id(cid, contact_id, seq),
+        campaign_id=cid,
+        contact_id=contact_id,
+        attempt=seq,
+        phone_e164=contact["phone_e164"],
+        participant_identity=participant_identity(contact_id),
+        variables=variables,
+        instructions=render(config.instructions, variables),
+        greeting=render(config.greeting, variables),
+        voicemail_action=config.voicemail_action,
+        voicemail_message=render(config.voicemail_message or "", variables),
+        dispositions=list(config.dispositions),
+        capture_fields=dict(config.capture_fields),
+        transfer_number=config.transfer_number,
+        max_call_duration_s=config.max_call_duration_s,
+        ring_timeout_s=config.ring_timeout_s,
+    )
+
+
 def in_call_lease(settings: Settings, config: CampaignConfig, now: float) -> float:
     """When an answered call's lease runs out: its longest possible length plus slack."""
     return now + config.max_call_duration_s + 2 * settings.dialer_lease_margin_s
@@ -239,7 +264,7 @@ class Dialer:
         return self._answered(attempt, info.sip_call_id)
 
     def _set_up_room(self, attempt: _Attempt) -> str:
-        metadata = self._metadata(attempt)
+        metadata = dispatch_metadata(attempt.cid, attempt.contact_id, attempt.seq, attempt.contact, attempt.config)
         for retry in Retrying(
             retry=retry_if_exception_type(TRANSIENT_ERRORS) | retry_if_exception_type(api.ServerError),
             wait=wait_random_exponential(multiplier=DIAL_RETRY_BASE_S, max=DIAL_RETRY_MAX_S),
@@ -253,28 +278,6 @@ class Dialer:
                     metadata.model_dump_json(),
                 )
         raise AssertionError("unreachable")
-
-    def _metadata(self, attempt: _Attempt) -> DispatchMetadata:
-        variables = attempt.contact.get("variables", {})
-        config = attempt.config
-        return DispatchMetadata(
-            call_id=attempt.call_id,
-            campaign_id=attempt.cid,
-            contact_id=attempt.contact_id,
-            attempt=attempt.seq,
-            phone_e164=attempt.contact["phone_e164"],
-            participant_identity=attempt.identity,
-            variables=variables,
-            instructions=render(config.instructions, variables),
-            greeting=render(config.greeting, variables),
-            voicemail_action=config.voicemail_action,
-            voicemail_message=render(config.voicemail_message or "", variables),
-            dispositions=list(config.dispositions),
-            capture_fields=dict(config.capture_fields),
-            transfer_number=config.transfer_number,
-            max_call_duration_s=config.max_call_duration_s,
-            ring_timeout_s=config.ring_timeout_s,
-        )
 
     def _dial_with_retries(self, attempt: _Attempt) -> api.SIPParticipantInfo:
         def before_sleep(state: RetryCallState) -> None:

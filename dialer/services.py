@@ -8,6 +8,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -72,6 +73,15 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 10) -> Non
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def sandbox_ready(url: str) -> bool:
+    """True when a sandbox answers its health check at ``url``."""
+    try:
+        with urllib.request.urlopen(f"{url}/sandbox/health", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def project_file(*parts: str) -> Path:

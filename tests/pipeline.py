@@ -18,6 +18,7 @@ from workers import Worker
 from dialer import control
 from dialer.config import parse_config
 from dialer.ingest import ingest_file
+from dialer.services import sandbox_ready
 from dialer.settings import Settings
 from dialer.store import Store
 
@@ -64,11 +65,7 @@ class Sandbox:
     def _healthy(self) -> bool:
         if self.process.poll() is not None:
             raise AssertionError("sandbox exited:\n" + self.log_path.read_text())
-        try:
-            with urllib.request.urlopen(f"{self.url}/sandbox/health", timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+        return sandbox_ready(self.url)
 
     def calls(self) -> list[dict[str, Any]]:
         with urllib.request.urlopen(f"{self.url}/sandbox/calls", timeout=5) as response:

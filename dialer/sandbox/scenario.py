@@ -24,6 +24,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..yamlfile import read_yaml
+
 DEFAULT_RING_S = 0.2
 DEFAULT_TALK_S = 0.5
 DEFAULT_SCENARIO_FILE = "default_scenario.yaml"
@@ -206,17 +208,7 @@ def load_scenario(path: Path | None = None) -> Scenario:
     if path is None:
         source = resources.files(__package__).joinpath(DEFAULT_SCENARIO_FILE)
         return parse_scenario(yaml.safe_load(source.read_text(encoding="utf-8")), DEFAULT_SCENARIO_FILE)
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ScenarioError(f"scenario file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"cannot read scenario file {path}: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path} is not valid YAML: {exc}") from None
-    return parse_scenario(data, str(path))
+    return parse_scenario(read_yaml(Path(path), ScenarioError, "scenario file"), str(path))
 
 
 def _describe(exc: ValidationError) -> str:
