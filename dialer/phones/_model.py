@@ -37,3 +37,25 @@ class PhoneInfo:
     number_type: str  #: "mobile", "fixed_line", "fixed_line_or_mobile", "toll_free", ...
     time_zones: tuple[str, ...]  #: IANA zones of the number (may be several); () if unknown
     geographic: bool  #: phonenumbers.is_number_geographical
+
+
+_new_info = object.__new__
+_set_e164 = vars(PhoneInfo)["e164"].__set__
+_set_region = vars(PhoneInfo)["region"].__set__
+_set_number_type = vars(PhoneInfo)["number_type"].__set__
+_set_time_zones = vars(PhoneInfo)["time_zones"].__set__
+_set_geographic = vars(PhoneInfo)["geographic"].__set__
+
+
+def make_info(
+    e164: str, region: str, number_type: str, time_zones: tuple[str, ...], geographic: bool
+) -> PhoneInfo:
+    """``PhoneInfo(...)`` for the hot path: fills the slots directly, twice as fast as the
+    frozen dataclass's ``__init__``, which goes through ``object.__setattr__`` per field."""
+    info = _new_info(PhoneInfo)
+    _set_e164(info, e164)
+    _set_region(info, region)
+    _set_number_type(info, number_type)
+    _set_time_zones(info, time_zones)
+    _set_geographic(info, geographic)
+    return info
