@@ -48,7 +48,8 @@ def gb(rng: random.Random) -> str:
     if rng.random() < 0.5:
         number = f"20 {rng.choice('378')}{rng.randint(0, 999):03d} {rng.randint(0, 9999):04d}"
     else:
-        number = f"7{rng.randint(400, 999)} {rng.randint(0, 999999):06d}"
+        # Mobile ranges 074xx-075xx and 077xx-079xx (076xx are pagers, not mobiles).
+        number = f"7{rng.choice((rng.randint(400, 599), rng.randint(700, 999)))} {rng.randint(0, 999999):06d}"
     return rng.choice(["+44 ", "0044 ", "+44 (0)"]) + number
 
 

@@ -193,3 +193,22 @@ def test_export_while_the_campaign_runs_is_a_consistent_snapshot(redis_url: str,
     assert outcomes["answered"] >= 2
     assert outcomes["pending"] + outcomes["in_flight"] >= 1
     assert summary["contacts"] == 12
+
+
+@pytest.mark.parametrize("fmt", [Format.CSV, Format.PARQUET])
+def test_parallel_export_equals_the_serial_one(
+    finished: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: Format
+) -> None:
+    serial_dir = tmp_path / "serial"
+    serial_dir.mkdir()
+    serial = read(export(finished, serial_dir, fmt, processes=1), fmt)
+    monkeypatch.setattr(reports, "BATCH", 4)
+    monkeypatch.setattr(reports, "PARALLEL_MIN_CONTACTS", 0)
+    parallel_path = tmp_path / f"parallel.{fmt.value}"
+    url, cid = finished
+    rows = reports.export(Store.from_url(url), cid, fmt, parallel_path, processes=2)
+    parallel = read(parallel_path, fmt)
+    assert rows == len(parallel) == 18
+    assert parallel.drop(columns=["transcript"]).astype(str).to_dict("records") == \
+        serial.drop(columns=["transcript"]).astype(str).to_dict("records")
+    assert not list(tmp_path.glob("dialer-report-*"))  # the part files are gone
