@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import control
+from . import control, reports
 from .config import load_config
 from .ingest import ingest_file
 from .services import (
@@ -95,6 +95,10 @@ def run_demo(console: Console, csv_file: Path | None = None, config_file: Path |
             worker_log = (logs / "worker.log").read_text(errors="replace")[-3000:]
             console.print(f"[red]the demo campaign did not complete ({data['state']})[/]\n{worker_log}")
             raise SystemExit(1)
+        report = project_file("reports", f"demo-{summary.campaign_id}.csv")
+        report.parent.mkdir(exist_ok=True)
+        rows = reports.export(store, summary.campaign_id, reports.Format.CSV, report)
+        console.print(f"wrote the outcome report ({rows} contacts) to {report}")
 
 
 def _contact_table(store: Store, cid: str) -> Table:
