@@ -332,11 +332,18 @@ class Store:
 
     @contextmanager
     def snapshot(self, cid: str, parts: Sequence[str] = SNAPSHOT_PARTS) -> Iterator[Snapshot]:
-        """A consistent copy of a campaign's mutable state (``parts`` of it), taken atomically."""
-        self.get_campaign(cid)
-        token = uuid.uuid4().hex
+        """A consistent view of a campaign's mutable state (``parts`` of it).
+
+        A campaign that has ended with no call in flight can no longer change, so it is read
+        in place; otherwise the hashes are copied atomically and the copies removed after.
+        """
+        record = self.get_campaign(cid)
         every = {"status": Keys.status(cid), "results": Keys.results(cid), "attempts": Keys.attempts(cid)}
         sources = {name: every[name] for name in parts}
+        if record.state in (CampaignState.COMPLETED, CampaignState.CANCELLED) and not self.in_flight(cid):
+            yield Snapshot(self, cid, sources, self.progress(cid))
+            return
+        token = uuid.uuid4().hex
         copies = {name: Keys.snapshot(token, name) for name in sources}
         pipe = self.redis.pipeline(transaction=True)
         pipe.hgetall(Keys.progress(cid))

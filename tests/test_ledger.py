@@ -173,3 +173,18 @@ def test_expired_leases_are_listed_for_the_reconciler(store: Store, tmp_path: Pa
 def test_contacts_are_due_in_file_order(store: Store, tmp_path: Path) -> None:
     cid = make_campaign(store, tmp_path, count=12)
     assert store.due_contacts(cid, NOW, 20) == list(range(2, 14))
+
+
+def test_a_running_campaign_is_snapshotted_and_an_ended_one_read_in_place(store: Store, tmp_path: Path) -> None:
+    cid = make_campaign(store, tmp_path, count=1)
+    [member] = queue(store, cid, [2])
+    claim(store, cid, member)
+    with store.snapshot(cid) as running:
+        finalise(store, cid, member)  # a change after the snapshot was taken
+        assert running.statuses([2])[0]["state"] == "in_flight"
+        assert running.keys["status"] != "dialer:campaign:" + cid + ":status"
+    assert store.redis.keys("dialer:snapshot:*") == []
+    assert store.get_campaign(cid).state is CampaignState.COMPLETED
+    with store.snapshot(cid) as ended:
+        assert ended.keys["status"] == "dialer:campaign:" + cid + ":status"
+        assert ended.statuses([2])[0]["outcome"] == "answered"
