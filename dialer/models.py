@@ -33,12 +33,6 @@ class Outcome(StrEnum):
     CANCELLED = "cancelled"  #: the campaign was cancelled before the contact was done
 
 
-class ContactState(StrEnum):
-    PENDING = "pending"  #: waiting in the due set for its next attempt
-    IN_FLIGHT = "in_flight"  #: an attempt is queued, dialing or in a call
-    FINAL = "final"  #: has its final outcome
-
-
 class AttemptState(StrEnum):
     QUEUED = "queued"  #: taken from the due set; a dial task is on its way
     DIALING = "dialing"  #: the dial task claimed it; the INVITE may be out

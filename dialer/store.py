@@ -563,13 +563,6 @@ class Store:
         raw = self.redis.hget(Keys.status(cid), str(contact_id))
         return json.loads(raw) if raw else None
 
-    def result(self, cid: str, member: str) -> dict[str, Any] | None:
-        raw = self.redis.hget(Keys.results(cid), member)
-        return json.loads(raw) if raw else None
-
-    def iter_attempts(self, cid: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        for member, raw in self.redis.hscan_iter(Keys.attempts(cid), count=READ_BATCH):
-            yield _text(member), orjson.loads(raw)
 
     def iter_statuses(self, cid: str) -> Iterator[tuple[int, dict[str, Any]]]:
         for contact, raw in self.redis.hscan_iter(Keys.status(cid), count=READ_BATCH):
