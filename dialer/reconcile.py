@@ -1,5 +1,7 @@
 """The reconciler (DESIGN.md section 3, step 8): nothing waits forever.
 
+It also removes what an ingest killed part-way left behind (a campaign is never half-stored).
+
 Attempts whose lease expired in ``queued``, ``dialing`` or ``in_call`` belong to a
 worker or agent that died. Their fate is read from LiveKit (is the callee still
 in the room?), never guessed by dialing again.
@@ -26,6 +28,8 @@ def reconcile(store: Store, gateway: LiveKitGateway, settings: Settings, token: 
     """Finalise or extend every expired attempt; None when another reconciler runs."""
     if not store.try_lock(Keys.reconciler_lock, token, ttl_s=RECONCILE_PERIOD_S * 6):
         return None
+    for cid in store.discard_abandoned_ingests():
+        log.warning("removed campaign %s: its ingest stopped part-way and never finished", cid)
     handled = 0
     now = settings.now()
     for cid, member in store.expired_leases(now):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,19 @@ def test_a_running_campaign_is_snapshotted_and_an_ended_one_read_in_place(store:
     with store.snapshot(cid) as ended:
         assert ended.keys["status"] == "dialer:campaign:" + cid + ":status"
         assert ended.statuses([2])[0]["outcome"] == "answered"
+
+
+def test_the_reconciler_removes_an_ingest_that_died_part_way(store: Store) -> None:
+    from dialer.reconcile import reconcile
+    from dialer.settings import Settings
+    from dialer.store import INGEST_STALE_S, Keys
+
+    config = parse_config({"name": "killed"})
+    store.begin_campaign("deadbeef0001", config, columns=["phone"], phone_column="phone", source="x.csv")
+    store.store_contacts("deadbeef0001", [(2, "+12025550100", '{"id": 2}')])
+    store.begin_campaign("alive0000001", config, columns=["phone"], phone_column="phone", source="y.csv")
+    store.redis.zadd(Keys.ingesting, {"deadbeef0001": time.time() - INGEST_STALE_S - 1})
+    # No lease has expired, so the reconciler needs nothing from LiveKit.
+    assert reconcile(store, None, Settings(), token="t") == 0  # type: ignore[arg-type]
+    assert store.redis.keys("dialer:campaign:deadbeef0001*") == []
+    assert store.redis.exists(Keys.campaign("alive0000001"))
