@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import math
 import time
@@ -226,7 +227,8 @@ class Dialer:
     def _stop(self, attempt: _Attempt, dispatch_id: str | None, stop: _Stop) -> str:
         if dispatch_id is not None:
             self._clean_up(attempt, dispatch_id)
-        self._end(attempt, stop.verdict, stop.outcome, counts=False, due_at=stop.due_at, reason=stop.reason)
+        self._end(attempt, stop.verdict, stop.outcome, counts=False, due_at=stop.due_at, reason=stop.reason,
+                  invite_sent=False)
         return stop.label
 
     def _place_call(self, attempt: _Attempt) -> str:
@@ -243,10 +245,11 @@ class Dialer:
             if isinstance(exc, api.ServerError) and not is_ambiguous(None, exc.status):
                 refusal = classify(None, None, exc.code, http_status=exc.status)
                 if refusal.rule.action is Action.PAUSE:
-                    return self._handle_failure(attempt, None, refusal)
+                    return self._handle_failure(attempt, None, refusal, invite_sent=False)
             self._clean_up(attempt, None)
             self._end(attempt, "requeue", Outcome.CARRIER_ERROR, counts=False,
-                      due_at=self.clock() + REQUEUE_DELAY_S, reason=f"room setup failed: {exc}")
+                      due_at=self.clock() + REQUEUE_DELAY_S, reason=f"room setup failed: {exc}",
+                      invite_sent=False)
             return "setup_failed"
         try:
             info = self._dial_with_retries(attempt)
@@ -359,7 +362,8 @@ class Dialer:
         log.info("call %s answered", mask(attempt.contact["phone_e164"]), extra=attempt.log_extra)
         return "answered" if moved == "ok" else f"answered:{moved}"
 
-    def _handle_failure(self, attempt: _Attempt, dispatch_id: str | None, verdict: Verdict) -> str:
+    def _handle_failure(self, attempt: _Attempt, dispatch_id: str | None, verdict: Verdict,
+                        invite_sent: bool = True) -> str:
         self._clean_up(attempt, dispatch_id)
         rule = verdict.rule
         now = self.clock()
@@ -367,16 +371,15 @@ class Dialer:
                   "sip_class": verdict.sip_class.value, "spam_flagged": verdict.spam_flagged}
         log.info("dial %s failed: %s (%s)", mask(attempt.contact["phone_e164"]), verdict.reason,
                  verdict.sip_class.value, extra=attempt.log_extra)
+        end = functools.partial(self._end, attempt, reason=verdict.reason, fields=fields, invite_sent=invite_sent)
         if rule.action is Action.FINAL:
-            self._end(attempt, "final", rule.outcome, counts=True, reason=verdict.reason, fields=fields)
+            end("final", rule.outcome, counts=True)
         elif rule.action in (Action.RESCHEDULE, Action.RETRY_SOON):
             delay = getattr(attempt.config.retry_delay_s, rule.outcome.value, REQUEUE_DELAY_S)
-            self._end(attempt, "retry", rule.outcome, counts=True, due_at=now + delay,
-                      reason=verdict.reason, fields=fields)
+            end("retry", rule.outcome, counts=True, due_at=now + delay)
         elif rule.action is Action.SLOW_DOWN:
             self.store.cool_down(self.store.trunk_of(attempt.cid), CAPACITY_COOLDOWN_S)
-            self._end(attempt, "requeue", rule.outcome, counts=False,
-                      due_at=now + CAPACITY_COOLDOWN_S, reason=verdict.reason, fields=fields)
+            end("requeue", rule.outcome, counts=False, due_at=now + CAPACITY_COOLDOWN_S)
         else:
             if verdict.sip_code is None:
                 why = (f"LiveKit refused the request ({verdict.reason}, HTTP 401/403): check "
@@ -384,8 +387,7 @@ class Dialer:
             else:
                 why = (f"the trunk refused the call ({verdict.reason}): check the outbound trunk's "
                        "credentials and settings, then `dialer campaign resume`")
-            self._end(attempt, "pause", rule.outcome, counts=False, due_at=now, reason=verdict.reason,
-                      fields=fields, pause_reason=why)
+            end("pause", rule.outcome, counts=False, due_at=now, pause_reason=why)
         return verdict.sip_class.value
 
     def _resolve_unknown(self, attempt: _Attempt, dispatch_id: str | None, why: str) -> str:
@@ -429,11 +431,13 @@ class Dialer:
 
     def _end(self, attempt: _Attempt, verdict: str, outcome: Outcome, *, counts: bool,
              due_at: float = 0.0, reason: str = "", fields: dict[str, Any] | None = None,
-             pause_reason: str = "") -> str:
+             pause_reason: str = "", invite_sent: bool = True) -> str:
+        """Finalise a dialing attempt; ``invite_sent=False`` marks one that never reached the network."""
+        marker = {} if invite_sent else {"invite_sent": False}
         return self.store.finalise(
             attempt.cid, attempt.member, [AttemptState.DIALING], now=self.clock(), verdict=verdict,
             outcome=outcome, counts=counts, due_at=due_at, max_attempts=attempt.config.max_attempts,
-            fields={"reason": reason, **(fields or {})}, pause_reason=pause_reason,
+            fields={"reason": reason, **marker, **(fields or {})}, pause_reason=pause_reason,
         )
 
 

@@ -53,7 +53,7 @@ def summarise(store: Store, cid: str) -> dict[str, Any]:
         by_hour = [0] * 24
         for member, attempt in snapshot.iter_attempts():
             started = attempt.get("dial_started_at")
-            if started is None or attempt.get("reason") in ("outside the calling window",):
+            if started is None or attempt.get("invite_sent") is False:
                 continue
             contact_id = int(member.partition(":")[0])
             local = datetime.fromtimestamp(float(started), UTC).astimezone(

@@ -212,3 +212,20 @@ def test_parallel_export_equals_the_serial_one(
     assert parallel.drop(columns=["transcript"]).astype(str).to_dict("records") == \
         serial.drop(columns=["transcript"]).astype(str).to_dict("records")
     assert not list(tmp_path.glob("dialer-report-*"))  # the part files are gone
+
+
+def test_attempts_stopped_before_the_invite_are_marked_and_left_out_of_the_hours(
+    redis_url: str, tmp_path: Path
+) -> None:
+    store = Store.from_url(redis_url)
+    with sandbox(redis_url, tmp_path) as box, workers(redis_url, box, tmp_path):
+        cid = create_campaign(store, tmp_path, ["202-555-0100", "202-555-0101"], max_concurrent_calls=1)
+        store.dnc_add(["+12025550101"])  # added after ingest: the gate stops it at dial time
+        run_to_end(store, settings_for(redis_url, box), cid)
+    with store.snapshot(cid, ("attempts",)) as snapshot:
+        attempts = dict(snapshot.iter_attempts())
+    assert attempts["3:1"]["invite_sent"] is False
+    assert "invite_sent" not in attempts["2:1"]
+    summary = summarise(store, cid)
+    assert summary["outcomes"]["opted_out"] == 1
+    assert sum(summary["calls_by_local_hour"]) == 1
