@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from .errors import NotFoundError
 from .settings import Settings
 from .store import CampaignRecord, Keys, Store
 from .window import is_open, next_opening
@@ -54,8 +55,9 @@ def pace_campaign(
                 opening = next_opening(config.calling_window, zones, moment)
                 later[contact_id] = opening.timestamp() if opening else now + RECHECK_LATER_S
         store.reschedule_due(record.id, later)
+        wanted = ready[:budget]
         members = store.queue_attempts(
-            record.id, trunk, ready[:budget], now=now, lease_s=settings.dialer_queued_lease_s,
+            record.id, trunk, wanted, now=now, lease_s=settings.dialer_queued_lease_s,
             max_concurrent=config.max_concurrent_calls,
             trunk_max_concurrent=settings.dialer_trunk_max_concurrent_calls,
         )
@@ -64,7 +66,7 @@ def pace_campaign(
             enqueue(record.id, int(contact), int(seq))
         queued += len(members)
         budget -= len(members)
-        if len(members) < min(len(ready), budget + len(members)):
+        if len(members) < len(wanted):
             break  # a concurrency limit is full
     return queued
 
@@ -78,7 +80,7 @@ def pace(store: Store, settings: Settings, enqueue: Enqueue, token: str) -> int 
     for cid in store.running_campaigns():
         try:
             record = store.get_campaign(cid)
-        except Exception:  # a campaign deleted under us is simply skipped
+        except NotFoundError:  # a campaign deleted under us is simply skipped
             continue
         queued += pace_campaign(store, settings, record, now, enqueue)
     return queued
