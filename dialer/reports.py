@@ -286,11 +286,23 @@ class _CsvWriter(_Writer):
             self.writer = pa_csv.CSVWriter(self.handle, table.schema, write_options=options)
         self.writer.write_table(table)
 
-    def close(self) -> None:
-        if self.writer is None and self.head:
+    def _finish_table(self) -> None:
+        """End the Arrow writer (or write the bare header); later rows get no header."""
+        if self.writer is not None:
+            self.writer.close()  # leaves the file open
+        elif self.head:
             self.handle.write((",".join(self.spec.columns()) + "\n").encode())
-        elif self.writer is not None:
-            self.writer.close()
+        self.writer = None
+        self.head = False
+
+    def append_file(self, part_path: Path) -> None:
+        """Append a headerless part written by another process."""
+        self._finish_table()
+        with part_path.open("rb") as part:
+            shutil.copyfileobj(part, self.handle, 4 << 20)
+
+    def close(self) -> None:
+        self._finish_table()
         self.handle.close()
 
 
@@ -506,25 +518,8 @@ def _write_part(store: Store, snapshot: Snapshot, spec: ReportSpec, fmt: Format,
 def _append_part(writer: _Writer, fmt: Format, part_path: Path) -> None:
     if fmt is Format.CSV:
         assert isinstance(writer, _CsvWriter)
-        if writer.writer is not None:
-            writer.writer.close()  # flush what this process wrote before the parts follow
-            writer.writer = _CLOSED
-        with part_path.open("rb") as part:
-            shutil.copyfileobj(part, writer.handle, 4 << 20)
+        writer.append_file(part_path)
     else:
         assert isinstance(writer, _ParquetWriter)
         for batch in pq.ParquetFile(part_path).iter_batches(batch_size=BATCH):
             writer.write_batch(batch)
-
-
-class _Closed:
-    """A stand-in for an Arrow CSV writer that was closed early."""
-
-    def close(self) -> None:
-        pass
-
-    def write_table(self, table: Any) -> None:
-        raise RuntimeError("the report's first share is already complete")
-
-
-_CLOSED = _Closed()
