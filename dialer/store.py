@@ -563,6 +563,11 @@ class Store:
         raw = self.redis.hget(Keys.status(cid), str(contact_id))
         return json.loads(raw) if raw else None
 
+    def result(self, cid: str, member: str) -> dict[str, Any] | None:
+        """The result an attempt's call reported (the agent's, or the sandbox's)."""
+        raw = self.redis.hget(Keys.results(cid), member)
+        return json.loads(raw) if raw else None
+
     def iter_statuses(self, cid: str) -> Iterator[tuple[int, dict[str, Any]]]:
         for contact, raw in self.redis.hscan_iter(Keys.status(cid), count=READ_BATCH):
             yield int(contact), json.loads(raw)
