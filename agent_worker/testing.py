@@ -220,7 +220,7 @@ def dialed_attempt(store: Store, directory: Path, *, identity: str = "callee-2",
     now = time.time()
     [member] = store.queue_attempts(cid, "ST_test", [2], now=now, lease_s=60, max_concurrent=10,
                                     trunk_max_concurrent=0)
-    store.transition(cid, member, [AttemptState.QUEUED], AttemptState.DIALING, now + 60)
+    store.transition(cid, member, [AttemptState.QUEUED], AttemptState.DIALING, 60)
     contact = store.contacts(cid, [2])[0] or {}
     seq = int(member.split(":")[1])
     return dispatch_metadata(cid, 2, seq, contact, campaign).model_copy(update={"participant_identity": identity})

@@ -17,8 +17,9 @@ def start(store: Store, settings: Settings, cid: str) -> None:
     trunk = record.config.trunk_id or settings.sip_outbound_trunk_id
     if not trunk:
         raise SettingsError("no outbound SIP trunk: set SIP_OUTBOUND_TRUNK_ID or the campaign's trunk_id")
-    store.set_trunk(cid, trunk)
-    store.set_state(cid, [CampaignState.DRAFT], CampaignState.RUNNING)
+    # The trunk is written with the state change, never before it: a second `start` of a running
+    # campaign must not move the calls in flight to another trunk's slots.
+    store.set_state(cid, [CampaignState.DRAFT], CampaignState.RUNNING, fields={"trunk": trunk})
 
 
 def pause(store: Store, cid: str, reason: str = "paused by operator") -> None:

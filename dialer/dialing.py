@@ -1,10 +1,14 @@
 """One dial attempt, from claim to hand-off (DESIGN.md section 3, steps 4-5; invariants I1-I4).
 
 The attempt is claimed in the ledger with a compare-and-set before anything
-reaches LiveKit; a failed claim is a duplicate delivery. tenacity retries only
-failures where no INVITE can have been answered (carrier 5xx, capacity). A dial
-whose outcome is unknown (timeout, reset, 5xx from LiveKit itself) is resolved
-by looking at the room, never by dialing again.
+reaches LiveKit; a failed claim is a duplicate delivery. Right before every
+INVITE one atomic step (``Store.admit``) checks that the attempt is still held
+by this task and the campaign still runs, takes the calls-per-second slots in
+the Redis server's clock and renews the lease, so a task slowed past its lease
+never dials. tenacity retries only failures where no INVITE can have been
+answered (carrier 5xx, capacity). A dial whose outcome is unknown (timeout,
+reset, 5xx from LiveKit itself) is resolved by looking at the room, never by
+dialing again, and closed only on positive evidence.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
-import math
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +29,7 @@ from livekit import api
 from tenacity import (
     RetryCallState,
     Retrying,
+    retry_if_exception,
     retry_if_exception_type,
     stop_after_attempt,
     wait_random_exponential,
@@ -35,7 +40,7 @@ from .livekit import LiveKitGateway
 from .models import AttemptState, CallResult, CampaignState, DispatchMetadata, Outcome
 from .policy import Action, Verdict, classify, is_ambiguous
 from .settings import Settings
-from .store import CampaignRecord, Store
+from .store import CampaignRecord, RateLimit, Store
 from .window import is_open, next_opening
 
 log = logging.getLogger(__name__)
@@ -54,6 +59,10 @@ REQUEUE_DELAY_S = 5.0
 ROOM_EMPTY_TIMEOUT_S = 60
 #: How often an unknown dial outcome is polled.
 RESOLVE_POLL_S = 0.25
+#: Looks without the callee, at least, before a dial counts as never placed (with the settle time).
+NO_CALL_LOOKS = 3
+#: Longest nap while waiting for a calls-per-second slot (the lease is renewed after each).
+RATE_POLL_MAX_S = 1.0
 CAMPAIGN_CACHE_S = 5.0
 #: The calling window must stay open this long past the INVITE.
 WINDOW_GUARD = timedelta(seconds=2)
@@ -100,15 +109,14 @@ def dispatch_metadata(
     )
 
 
-def in_call_lease(settings: Settings, config: CampaignConfig, now: float) -> float:
-    """When an answered call's lease runs out: its longest possible length plus slack."""
-    return now + config.max_call_duration_s + 2 * settings.dialer_lease_margin_s
+def dial_lease_s(settings: Settings, config: CampaignConfig) -> float:
+    """A dialing attempt's lease, renewed at each step: the ring window plus slack."""
+    return config.ring_timeout_s + settings.dialer_lease_margin_s
 
 
-def rate_window(calls_per_second: float) -> tuple[int, float]:
-    """(events, seconds): a fractional rate as whole events over a longer window."""
-    events = max(1, math.ceil(calls_per_second))
-    return events, events / calls_per_second
+def in_call_lease_s(settings: Settings, config: CampaignConfig) -> float:
+    """An answered call's lease: its longest possible length plus slack."""
+    return config.max_call_duration_s + 2 * settings.dialer_lease_margin_s
 
 
 class _RetryableFailure(Exception):
@@ -132,6 +140,14 @@ class _UnknownOutcome(Exception):
     """The INVITE may or may not have gone out."""
 
 
+class _LostClaim(Exception):
+    """The attempt is no longer this task's (the reconciler ended it, or another claim holds it)."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(state)
+        self.state = state
+
+
 @dataclass
 class _Attempt:
     cid: str
@@ -139,6 +155,10 @@ class _Attempt:
     seq: int
     campaign: CampaignRecord
     contact: dict[str, Any]
+    #: This task's claim token: every step before an INVITE checks it is still the holder.
+    claim: str = ""
+    #: INVITEs this task sent for the attempt.
+    invites: int = 0
 
     @property
     def member(self) -> str:
@@ -157,6 +177,10 @@ class _Attempt:
         return room_name(self.cid, self.contact_id, self.seq)
 
     @property
+    def number(self) -> str:
+        return str(self.contact["phone_e164"])
+
+    @property
     def identity(self) -> str:
         return participant_identity(self.contact_id)
 
@@ -166,14 +190,18 @@ class _Attempt:
 
 
 class Dialer:
-    """Places dial attempts; one per worker process, shared by its threads."""
+    """Places dial attempts; one per worker process, shared by its threads.
+
+    ``clock`` and ``sleep`` are the hooks tests drive to slow a task down deterministically.
+    """
 
     def __init__(self, store: Store, gateway: LiveKitGateway, settings: Settings,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None) -> None:
         self.store = store
         self.gateway = gateway
         self.settings = settings
         self.clock = clock or settings.now
+        self.sleep = sleep or time.sleep
         self._campaigns: dict[str, tuple[float, CampaignRecord]] = {}
 
     def campaign(self, cid: str) -> CampaignRecord:
@@ -191,70 +219,124 @@ class Dialer:
         campaign = self.campaign(cid)
         member = f"{contact_id}:{seq}"
         now = self.clock()
-        lease = now + campaign.config.ring_timeout_s + self.settings.dialer_lease_margin_s
+        claim = uuid.uuid4().hex
         claimed = self.store.transition(cid, member, [AttemptState.QUEUED], AttemptState.DIALING,
-                                        lease, {"dial_started_at": now})
+                                        dial_lease_s(self.settings, campaign.config), {"dial_started_at": now},
+                                        claim=claim)
         if claimed != "ok":
             log.info("attempt %s:%s already %s; duplicate delivery ignored", cid, member, claimed,
                      extra={"call_id": f"{cid}:{member}"})
             return f"duplicate:{claimed}"
         contact = self.store.contacts(cid, [contact_id])[0] or {}
-        attempt = _Attempt(cid, contact_id, seq, campaign, contact)
-        stop = self._gate(attempt, now)
-        if stop:
+        attempt = _Attempt(cid, contact_id, seq, campaign, contact, claim)
+        try:
+            self._window(attempt)
+            self._admit(attempt, "hold")
+        except _Stop as stop:
             return self._stop(attempt, None, stop)
+        except _LostClaim as lost:
+            return self._lost(attempt, None, lost)
         return self._place_call(attempt)
 
-    def _gate(self, attempt: _Attempt, now: float) -> _Stop | None:
-        """Campaign state, DNC and calling window (I4); checked again right before each INVITE."""
-        state = self.store.campaign_state(attempt.cid)
-        if state == CampaignState.CANCELLED:
-            return _Stop("cancelled", "final", Outcome.CANCELLED, now, "campaign cancelled")
-        if state != CampaignState.RUNNING:
-            return _Stop(f"requeued:{state}", "requeue", Outcome.FAILED, now, f"campaign {state}")
-        if self.store.dnc_contains(attempt.contact["phone_e164"]):
-            return _Stop("dnc", "final", Outcome.OPTED_OUT, now, "on the do-not-call list")
+    def _window(self, attempt: _Attempt) -> None:
+        """The calling window in the callee's local time (I4); it must stay open past the INVITE."""
+        now = self.clock()
         zones = attempt.contact.get("time_zones", [])
         window = attempt.config.calling_window
         moment = datetime.fromtimestamp(now, UTC)
-        # The window must still be open a little after the INVITE leaves, not only now.
         if not (is_open(window, zones, moment) and is_open(window, zones, moment + WINDOW_GUARD)):
             opening = next_opening(window, zones, moment + WINDOW_GUARD)
             due = opening.timestamp() if opening else now + 86_400
-            return _Stop("outside_window", "requeue", Outcome.FAILED, due, "outside the calling window")
-        return None
+            raise _Stop("outside_window", "requeue", Outcome.FAILED, due, "outside the calling window")
+
+    def _admit(self, attempt: _Attempt, mode: str) -> None:
+        """Check the claim, the campaign and DNC atomically and renew the lease; with ``invite``
+        also wait for the calls-per-second slots (renewing the lease while waiting)."""
+        nonce = uuid.uuid4().hex
+        while True:
+            if mode == "invite":
+                self._window(attempt)
+            admission = self.store.admit(
+                attempt.cid, attempt.member, claim=attempt.claim,
+                lease_s=dial_lease_s(self.settings, attempt.config), number=attempt.number, mode=mode,
+                limits=self._limits(attempt), nonce=nonce,
+            )
+            if admission.ok:
+                return
+            if admission.verdict == "wait":
+                self.sleep(min(admission.wait_s, RATE_POLL_MAX_S))
+                continue
+            now = self.clock()
+            if admission.verdict == "lost":
+                raise _LostClaim(admission.detail)
+            if admission.verdict == "dnc":
+                raise _Stop("dnc", "final", Outcome.OPTED_OUT, now, "on the do-not-call list")
+            if admission.detail == CampaignState.CANCELLED:
+                raise _Stop("cancelled", "final", Outcome.CANCELLED, now, "campaign cancelled")
+            raise _Stop(f"requeued:{admission.detail}", "requeue", Outcome.FAILED, now,
+                        f"campaign {admission.detail}")
+
+    def _limits(self, attempt: _Attempt) -> list[RateLimit]:
+        limits = [RateLimit.per_second(f"campaign:{attempt.cid}", attempt.config.calls_per_second)]
+        if self.settings.dialer_trunk_calls_per_second > 0:
+            limits.append(RateLimit.per_second(f"trunk:{self.store.trunk_of(attempt.cid)}",
+                                               self.settings.dialer_trunk_calls_per_second))
+        return limits
 
     def _stop(self, attempt: _Attempt, dispatch_id: str | None, stop: _Stop) -> str:
+        self._end(attempt, stop.verdict, stop.outcome, counts=False, due_at=stop.due_at, reason=stop.reason,
+                  invite_sent=attempt.invites > 0)
         if dispatch_id is not None:
             self._clean_up(attempt, dispatch_id)
-        self._end(attempt, stop.verdict, stop.outcome, counts=False, due_at=stop.due_at, reason=stop.reason,
-                  invite_sent=False)
         return stop.label
 
+    def _lost(self, attempt: _Attempt, dispatch_id: str | None, lost: _LostClaim) -> str:
+        """The attempt was taken from this task: never dial; tidy up only what is ours alone."""
+        log.warning("attempt %s is %s under another holder; this late task does not dial", attempt.member,
+                    lost.state, extra=attempt.log_extra)
+        if lost.state in (AttemptState.DONE, "missing"):
+            self._clean_up(attempt, dispatch_id)
+        return f"lost_claim:{lost.state}"
+
     def _place_call(self, attempt: _Attempt) -> str:
-        # Take the first calls-per-second slot before the room and the agent dispatch exist,
-        # so the agent's wait for the callee starts only when the INVITE is about to leave.
-        self._wait_for_rate(attempt)
-        stop = self._gate(attempt, self.clock())
-        if stop:
-            return self._stop(attempt, None, stop)
+        # I1 after a lost claim (Redis restarted from an AOF without it): a callee already in this
+        # attempt's room means an earlier holder's INVITE is live. Never dial over it; the
+        # reconciler follows that call from the room.
+        try:
+            status = self._look_before_dialing(attempt)
+        except (api.ServerError, *TRANSIENT_ERRORS) as exc:
+            refusal = _refusal(exc)
+            if refusal is not None:
+                return self._handle_failure(attempt, None, refusal)
+            log.warning("cannot read room %s before dialing (%s); left to the reconciler", attempt.room, exc,
+                        extra=attempt.log_extra)
+            return "room_unreadable"
+        if status is not None:
+            log.warning("callee already in room %s (%s): attempt in progress, not dialing again", attempt.room,
+                        status, extra=attempt.log_extra)
+            return "in_progress"
         try:
             dispatch_id = self._set_up_room(attempt)
+        except _Stop as stop:
+            return self._stop(attempt, None, stop)
+        except _LostClaim as lost:
+            return self._lost(attempt, None, lost)
         except (api.ServerError, *TRANSIENT_ERRORS) as exc:
             log.warning("could not set up room %s: %s", attempt.room, exc, extra=attempt.log_extra)
-            if isinstance(exc, api.ServerError) and not is_ambiguous(None, exc.status):
-                refusal = classify(None, None, exc.code, http_status=exc.status)
-                if refusal.rule.action is Action.PAUSE:
-                    return self._handle_failure(attempt, None, refusal, invite_sent=False)
-            self._clean_up(attempt, None)
+            refusal = _refusal(exc)
+            if refusal is not None:
+                return self._handle_failure(attempt, None, refusal)
             self._end(attempt, "requeue", Outcome.CARRIER_ERROR, counts=False,
                       due_at=self.clock() + REQUEUE_DELAY_S, reason=f"room setup failed: {exc}",
                       invite_sent=False)
+            self._clean_up(attempt, None)
             return "setup_failed"
         try:
             info = self._dial_with_retries(attempt)
         except _Stop as stop:
             return self._stop(attempt, dispatch_id, stop)
+        except _LostClaim as lost:
+            return self._lost(attempt, dispatch_id, lost)
         except _RetryableFailure as failure:
             return self._handle_failure(attempt, dispatch_id, failure.verdict)
         except api.ServerError as exc:
@@ -266,26 +348,45 @@ class Dialer:
             return self._resolve_unknown(attempt, dispatch_id, str(exc))
         return self._answered(attempt, info.sip_call_id)
 
+    def _look_before_dialing(self, attempt: _Attempt) -> str | None:
+        """The callee's status in the attempt's room; reads are safe to retry."""
+        for retry in Retrying(
+            retry=retry_if_exception_type(TRANSIENT_ERRORS) | retry_if_exception(_ambiguous),
+            wait=wait_random_exponential(multiplier=DIAL_RETRY_BASE_S, max=DIAL_RETRY_MAX_S),
+            stop=stop_after_attempt(SETUP_TRIES),
+            sleep=self.sleep,
+            reraise=True,
+        ):
+            with retry:
+                return callee_status(self.gateway, attempt.room, attempt.identity)
+        raise AssertionError("unreachable")
+
     def _set_up_room(self, attempt: _Attempt) -> str:
         metadata = dispatch_metadata(attempt.cid, attempt.contact_id, attempt.seq, attempt.contact, attempt.config)
+        agent_name = attempt.config.agent_name or self.settings.agent_name
         for retry in Retrying(
             retry=retry_if_exception_type(TRANSIENT_ERRORS) | retry_if_exception_type(api.ServerError),
             wait=wait_random_exponential(multiplier=DIAL_RETRY_BASE_S, max=DIAL_RETRY_MAX_S),
             stop=stop_after_attempt(SETUP_TRIES),
+            sleep=self.sleep,
             reraise=True,
         ):
             with retry:
+                self._admit(attempt, "hold")  # still ours, and the lease covers this try
                 self.gateway.create_room(attempt.room, ROOM_EMPTY_TIMEOUT_S)
-                return self.gateway.create_dispatch(
-                    attempt.room, attempt.config.agent_name or self.settings.agent_name,
-                    metadata.model_dump_json(),
-                )
+                if retry.retry_state.attempt_number > 1:
+                    # An earlier CreateDispatch may have worked with its answer lost: a second one
+                    # would put two agents in the call.
+                    existing = self.gateway.find_dispatch(attempt.room, agent_name)
+                    if existing is not None:
+                        return existing
+                return self.gateway.create_dispatch(attempt.room, agent_name, metadata.model_dump_json())
         raise AssertionError("unreachable")
 
     def _dial_with_retries(self, attempt: _Attempt) -> api.SIPParticipantInfo:
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            log.warning("dial %s failed (%s); retry %d of %d", mask(attempt.contact["phone_e164"]),
+            log.warning("dial %s failed (%s); retry %d of %d", mask(attempt.number),
                         exc, state.attempt_number, DIAL_TRIES - 1, extra=attempt.log_extra)
 
         for retry in Retrying(
@@ -293,22 +394,21 @@ class Dialer:
             wait=wait_random_exponential(multiplier=DIAL_RETRY_BASE_S, max=DIAL_RETRY_MAX_S),
             stop=stop_after_attempt(DIAL_TRIES),
             before_sleep=before_sleep,
+            sleep=self.sleep,
             reraise=True,
         ):
             with retry:
-                return self._dial_once(attempt, retrying=retry.retry_state.attempt_number > 1)
+                return self._dial_once(attempt)
         raise AssertionError("unreachable")
 
-    def _dial_once(self, attempt: _Attempt, retrying: bool) -> api.SIPParticipantInfo:
-        if retrying:  # every INVITE takes its own calls-per-second slot (I3)
-            self._wait_for_rate(attempt)
-        stop = self._gate(attempt, self.clock())
-        if stop:
-            raise stop
+    def _dial_once(self, attempt: _Attempt) -> api.SIPParticipantInfo:
+        # Every INVITE, first or retry: still ours, campaign running, not on DNC, window open,
+        # and a calls-per-second slot for the campaign and the trunk (I1, I3, I4).
+        self._admit(attempt, "invite")
         config = attempt.config
         request = api.CreateSIPParticipantRequest(
             sip_trunk_id=self.store.trunk_of(attempt.cid),
-            sip_call_to=attempt.contact["phone_e164"],
+            sip_call_to=attempt.number,
             sip_number=config.caller_id or "",
             room_name=attempt.room,
             participant_identity=attempt.identity,
@@ -319,6 +419,8 @@ class Dialer:
         )
         request.ringing_timeout.seconds = config.ring_timeout_s
         request.max_call_duration.seconds = config.max_call_duration_s
+        attempt.invites += 1
+        log.info("INVITE %s (try %d)", mask(attempt.number), attempt.invites, extra=attempt.log_extra)
         try:
             return self.gateway.dial(request)
         except api.ServerError as exc:
@@ -339,39 +441,27 @@ class Dialer:
             return None
         return classify(sip_code, sip_status, exc.code, attempt.config.sip_policy, exc.status)
 
-    def _wait_for_rate(self, attempt: _Attempt) -> None:
-        """Hold the INVITE until the campaign's (and trunk's) calls-per-second allow it (I3)."""
-        scopes = [(f"campaign:{attempt.cid}", attempt.config.calls_per_second)]
-        if self.settings.dialer_trunk_calls_per_second > 0:
-            scopes.append((f"trunk:{self.store.trunk_of(attempt.cid)}",
-                           self.settings.dialer_trunk_calls_per_second))
-        for scope, rate in scopes:
-            events, window_s = rate_window(rate)
-            token = f"{attempt.call_id}:{time.monotonic_ns()}"
-            while (wait := self.store.acquire_rate(scope, time.time(), events, window_s, token)) > 0:
-                time.sleep(min(wait, 1.0))
-
     # -- endings -----------------------------------------------------------------------
 
     def _answered(self, attempt: _Attempt, sip_call_id: str) -> str:
         now = self.clock()
-        lease = in_call_lease(self.settings, attempt.config, now)
         moved = self.store.transition(attempt.cid, attempt.member, [AttemptState.DIALING],
-                                      AttemptState.IN_CALL, lease,
+                                      AttemptState.IN_CALL, in_call_lease_s(self.settings, attempt.config),
                                       {"answered_at": now, "sip_call_id": sip_call_id})
-        log.info("call %s answered", mask(attempt.contact["phone_e164"]), extra=attempt.log_extra)
+        log.info("call %s answered", mask(attempt.number), extra=attempt.log_extra)
         return "answered" if moved == "ok" else f"answered:{moved}"
 
-    def _handle_failure(self, attempt: _Attempt, dispatch_id: str | None, verdict: Verdict,
-                        invite_sent: bool = True) -> str:
-        self._clean_up(attempt, dispatch_id)
+    def _handle_failure(self, attempt: _Attempt, dispatch_id: str | None, verdict: Verdict) -> str:
+        # The SIP result goes into the ledger first: a crash during the cleanup must not turn a
+        # person's 603 into a carrier-error retry.
         rule = verdict.rule
         now = self.clock()
         fields = {"sip_code": verdict.sip_code, "sip_status": verdict.sip_status,
                   "sip_class": verdict.sip_class.value, "spam_flagged": verdict.spam_flagged}
-        log.info("dial %s failed: %s (%s)", mask(attempt.contact["phone_e164"]), verdict.reason,
+        log.info("dial %s failed: %s (%s)", mask(attempt.number), verdict.reason,
                  verdict.sip_class.value, extra=attempt.log_extra)
-        end = functools.partial(self._end, attempt, reason=verdict.reason, fields=fields, invite_sent=invite_sent)
+        end = functools.partial(self._end, attempt, reason=verdict.reason, fields=fields,
+                                invite_sent=attempt.invites > 0)
         if rule.action is Action.FINAL:
             end("final", rule.outcome, counts=True)
         elif rule.action in (Action.RESCHEDULE, Action.RETRY_SOON):
@@ -388,36 +478,63 @@ class Dialer:
                 why = (f"the trunk refused the call ({verdict.reason}): check the outbound trunk's "
                        "credentials and settings, then `dialer campaign resume`")
             end("pause", rule.outcome, counts=False, due_at=now, pause_reason=why)
+        self._clean_up(attempt, dispatch_id)
         return verdict.sip_class.value
 
     def _resolve_unknown(self, attempt: _Attempt, dispatch_id: str | None, why: str) -> str:
-        """Find out from LiveKit what became of a dial whose response was lost (I1)."""
+        """Find out from LiveKit what became of a dial whose response was lost (I1).
+
+        Closed only on positive evidence: the callee answered, or the room was seen without the
+        callee for longer than LiveKit takes to place one and was then deleted. Anything else
+        (look-ups failing, a callee still ringing or just hung up) is left to the reconciler.
+        """
         log.warning("dial outcome unknown (%s); asking LiveKit about room %s", why, attempt.room,
                     extra=attempt.log_extra)
+        settle_s = self.settings.dialer_no_call_settle_s
         deadline = time.monotonic() + attempt.config.ring_timeout_s + self.settings.dialer_lease_margin_s / 2
+        empty_looks, empty_since, seen = 0, 0.0, False
         while time.monotonic() < deadline:
+            if (self.store.attempt(attempt.cid, attempt.member) or {}).get("state") != AttemptState.DIALING:
+                return "unknown:settled"  # the call's agent reported, or the reconciler settled it
             status = self._sip_status(attempt)
             if status == "active":
                 return self._answered(attempt, "")
-            if status in (None, "hangup"):
-                break
-            time.sleep(RESOLVE_POLL_S)
-        self._clean_up(attempt, dispatch_id)
+            if status is None and seen:
+                break  # a call was placed and is over: only its agent (or the reconciler) knows how
+            if status is None:
+                empty_looks += 1
+                empty_since = empty_since or time.monotonic()
+                if empty_looks >= NO_CALL_LOOKS and time.monotonic() - empty_since >= settle_s:
+                    return self._settle_no_call(attempt, dispatch_id, why)
+            elif status != "unknown":
+                seen = True
+            self.sleep(RESOLVE_POLL_S)
+        log.warning("dial outcome of room %s still unknown; left to the reconciler", attempt.room,
+                    extra=attempt.log_extra)
+        return "unknown:reconciler"
+
+    def _settle_no_call(self, attempt: _Attempt, dispatch_id: str | None, why: str) -> str:
+        try:
+            if dispatch_id:
+                self.gateway.delete_dispatch(dispatch_id, attempt.room)
+            self.gateway.delete_room(attempt.room)
+        except (api.ServerError, *TRANSIENT_ERRORS) as exc:
+            # The room might still get its callee; not settled until a later look shows it gone.
+            log.warning("room %s could not be deleted (%s); left to the reconciler", attempt.room, exc,
+                        extra=attempt.log_extra)
+            return "unknown:reconciler"
         self._end(attempt, "retry", Outcome.CARRIER_ERROR, counts=True,
                   due_at=self.clock() + attempt.config.retry_delay_s.carrier_error,
                   reason=f"dial outcome unknown ({why}); no call in the room")
         return "unknown"
 
     def _sip_status(self, attempt: _Attempt) -> str | None:
-        """The callee participant's sip.callStatus, or None when it is not in the room."""
+        """The callee participant's sip.callStatus, None when it is not in the room, or
+        ``unknown`` when LiveKit could not be read."""
         try:
-            participants = self.gateway.participants(attempt.room)
+            return callee_status(self.gateway, attempt.room, attempt.identity)
         except (api.ServerError, *TRANSIENT_ERRORS):
             return "unknown"
-        for participant in participants or []:
-            if participant.identity == attempt.identity:
-                return str(participant.attributes.get("sip.callStatus", "dialing"))
-        return None
 
     def _clean_up(self, attempt: _Attempt, dispatch_id: str | None) -> None:
         """Delete the room and the dispatch on every failure path."""
@@ -439,6 +556,29 @@ class Dialer:
             outcome=outcome, counts=counts, due_at=due_at, max_attempts=attempt.config.max_attempts,
             fields={"reason": reason, **marker, **(fields or {})}, pause_reason=pause_reason,
         )
+
+
+def _ambiguous(exc: BaseException) -> bool:
+    """A 5xx from LiveKit itself: nothing was refused, the call may simply be tried again."""
+    return isinstance(exc, api.ServerError) and is_ambiguous(None, exc.status)
+
+
+def _refusal(exc: BaseException) -> Verdict | None:
+    """A LiveKit refusal that pauses the campaign (bad credentials), else None."""
+    if isinstance(exc, api.ServerError) and not is_ambiguous(None, exc.status):
+        verdict = classify(None, None, exc.code, http_status=exc.status)
+        if verdict.rule.action is Action.PAUSE:
+            return verdict
+    return None
+
+
+def callee_status(gateway: LiveKitGateway, room: str, identity: str) -> str | None:
+    """The callee's sip.callStatus in ``room``, or None when it is not there (or no room).
+    LiveKit errors are raised."""
+    for participant in gateway.participants(room) or []:
+        if participant.identity == identity:
+            return str(participant.attributes.get("sip.callStatus", "dialing"))
+    return None
 
 
 def finish_call(store: Store, call_id: str, result: CallResult, now: float | None = None) -> str:

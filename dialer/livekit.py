@@ -86,6 +86,19 @@ class LiveKitGateway:
         dispatch = self.run(self._api.agent_dispatch.create_dispatch(request))
         return str(dispatch.id)
 
+    def find_dispatch(self, room: str, agent_name: str) -> str | None:
+        """The id of ``agent_name``'s dispatch in ``room``, if one exists."""
+        try:
+            dispatches = self.run(self._api.agent_dispatch.list_dispatch(room))
+        except api.ServerError as exc:
+            if exc.code == "not_found":
+                return None
+            raise
+        for dispatch in dispatches:
+            if dispatch.agent_name == agent_name:
+                return str(dispatch.id)
+        return None
+
     def delete_dispatch(self, dispatch_id: str, room: str) -> None:
         try:
             self.run(self._api.agent_dispatch.delete_dispatch(dispatch_id, room))

@@ -2,7 +2,8 @@
 
 It runs every ``PACER_PERIOD_S`` from Celery beat, one active instance at a time
 (a Redis lock). For each running campaign it takes as many due contacts as the
-concurrency limits and the calls-per-second budget allow, leaves those whose
+concurrency limits and the calls-per-second budgets allow (the campaign's and the
+trunk's, the trunk's shared fairly between the campaigns on it), leaves those whose
 calling window is closed re-scored to its next opening, and enqueues one dial
 task per queued attempt. Re-attempts come back through the due set, never
 through Celery countdown/eta.
@@ -10,13 +11,13 @@ through Celery countdown/eta.
 
 from __future__ import annotations
 
-import math
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from .errors import NotFoundError
 from .settings import Settings
-from .store import CampaignRecord, Keys, Store
+from .store import CampaignRecord, Keys, Pacing, Store
 from .window import is_open, next_opening
 
 PACER_PERIOD_S = 1.0
@@ -28,16 +29,30 @@ RECHECK_LATER_S = 86_400.0
 Enqueue = Callable[[str, int, int], None]
 
 
+def burst(calls_per_second: float) -> float:
+    """How many attempts a rate may release at once: one pacer period's worth, at least one."""
+    return max(1.0, calls_per_second * PACER_PERIOD_S)
+
+
 def pace_campaign(
-    store: Store, settings: Settings, record: CampaignRecord, now: float, enqueue: Enqueue
+    store: Store, settings: Settings, record: CampaignRecord, now: float, enqueue: Enqueue,
+    trunk_sharers: int = 1,
 ) -> int:
-    """Queue what one campaign may dial now; returns how many attempts were queued."""
+    """Queue what one campaign may dial now; returns how many attempts were queued.
+
+    ``trunk_sharers`` is how many campaigns on this trunk (this one included) are still to be
+    paced in this run: the campaign takes at most that share of the trunk's budget.
+    """
     config = record.config
     trunk = store.trunk_of(record.id)
     if store.cooling_down(trunk):
         return 0
-    budget = min(config.max_concurrent_calls - store.in_flight(record.id),
-                 max(1, math.ceil(config.calls_per_second * PACER_PERIOD_S)))
+    trunk_rate = settings.dialer_trunk_calls_per_second
+    pacing = Pacing(campaign_rate=config.calls_per_second, campaign_burst=burst(config.calls_per_second),
+                    trunk_rate=trunk_rate, trunk_burst=burst(trunk_rate) if trunk_rate > 0 else 0.0,
+                    trunk_sharers=trunk_sharers)
+    # An upper bound only; the buckets inside the pacing script decide.
+    budget = min(config.max_concurrent_calls - store.in_flight(record.id), int(pacing.campaign_burst))
     moment = datetime.fromtimestamp(now, UTC)
     queued = scanned = 0
     while budget > 0 and scanned < MAX_SCAN:
@@ -59,7 +74,7 @@ def pace_campaign(
         members = store.queue_attempts(
             record.id, trunk, wanted, now=now, lease_s=settings.dialer_queued_lease_s,
             max_concurrent=config.max_concurrent_calls,
-            trunk_max_concurrent=settings.dialer_trunk_max_concurrent_calls,
+            trunk_max_concurrent=settings.dialer_trunk_max_concurrent_calls, pacing=pacing,
         )
         for member in members:
             contact, _, seq = member.partition(":")
@@ -67,7 +82,7 @@ def pace_campaign(
         queued += len(members)
         budget -= len(members)
         if len(members) < len(wanted):
-            break  # a concurrency limit is full
+            break  # a concurrency limit is full, or the budget is spent
     return queued
 
 
@@ -75,12 +90,19 @@ def pace(store: Store, settings: Settings, enqueue: Enqueue, token: str) -> int 
     """One pacer run over every running campaign; None when another pacer holds the lock."""
     if not store.try_lock(Keys.pacer_lock, token, ttl_s=PACER_PERIOD_S * 5):
         return None
-    queued = 0
     now = settings.now()
+    by_trunk: dict[str, list[CampaignRecord]] = defaultdict(list)
     for cid in store.running_campaigns():
         try:
             record = store.get_campaign(cid)
         except NotFoundError:  # a campaign deleted under us is simply skipped
             continue
-        queued += pace_campaign(store, settings, record, now, enqueue)
+        by_trunk[store.trunk_of(cid)].append(record)
+    queued = 0
+    for records in by_trunk.values():
+        # Rotate who goes first each run, so no campaign is always served last on a busy trunk.
+        turn = int(now / PACER_PERIOD_S) % len(records)
+        ordered = records[turn:] + records[:turn]
+        for index, record in enumerate(ordered):
+            queued += pace_campaign(store, settings, record, now, enqueue, trunk_sharers=len(ordered) - index)
     return queued

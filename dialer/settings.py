@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     #: Slack added to a dialing attempt's lease (ring timeout + this) and to an answered
     #: call's (max duration + twice this) before the reconciler looks into it.
     dialer_lease_margin_s: float = Field(default=60.0, gt=0)
+    #: How long a room must be seen without the callee (over several looks) before a dial whose
+    #: answer was lost counts as never placed: longer than LiveKit takes to place a participant.
+    dialer_no_call_settle_s: float = Field(default=3.0, ge=0)
+    #: How long the reconciler keeps looking for an attempt's room while LiveKit cannot be read;
+    #: then the attempt is closed as failed, never dialed again (every lease ends by a deadline).
+    dialer_reconcile_give_up_s: float = Field(default=900.0, gt=0)
     #: How long a queued attempt may wait for its dial task before it is requeued.
     dialer_queued_lease_s: float = Field(default=300.0, gt=0)
     #: Added to the wall clock by the dialer; for dry runs and tests of calling windows.

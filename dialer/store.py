@@ -7,6 +7,7 @@ run as Lua scripts (``dialer/lua/*.lua``) so they are atomic.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -89,7 +90,11 @@ class Keys:
 
     @staticmethod
     def rate(scope: str) -> str:
-        return f"{PREFIX}:rate:{scope}"  #: zset of recent dial times (sliding window)
+        return f"{PREFIX}:rate:{scope}"  #: zset of recent INVITE times (sliding window, server clock)
+
+    @staticmethod
+    def bucket(scope: str) -> str:
+        return f"{PREFIX}:bucket:{scope}"  #: hash tokens/at: the pacer's release budget (token bucket)
 
     @staticmethod
     def trunk_active(trunk: str) -> str:
@@ -140,6 +145,65 @@ class Snapshot:
     def iter_attempts(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for member, raw in self.store.redis.hscan_iter(self.keys["attempts"], count=READ_BATCH):
             yield _text(member), orjson.loads(raw)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``events`` INVITEs per ``window_s`` seconds in ``scope`` (0 events: no limit)."""
+
+    scope: str
+    events: int
+    window_s: float
+
+    @classmethod
+    def per_second(cls, scope: str, calls_per_second: float) -> RateLimit:
+        """A fractional rate as whole events over a longer window: 0.5/s is 1 per 2 s."""
+        if calls_per_second <= 0:
+            return cls.none()
+        events = max(1, math.ceil(calls_per_second))
+        return cls(scope, events, events / calls_per_second)
+
+    @classmethod
+    def none(cls) -> RateLimit:
+        return cls("", 0, 0.0)
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """The pacer's release budgets for one campaign: token buckets in calls per second."""
+
+    campaign_rate: float
+    campaign_burst: float
+    trunk_rate: float = 0.0
+    trunk_burst: float = 0.0
+    #: Campaigns on the trunk still to be paced in this run, this one included.
+    trunk_sharers: int = 1
+
+    @classmethod
+    def unlimited(cls) -> Pacing:
+        return cls(campaign_rate=1e9, campaign_burst=1e9)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What ``Store.admit`` decided."""
+
+    #: ok | wait | lost | campaign | dnc
+    verdict: str
+    #: The state behind ``lost``/``campaign``, e.g. "done" or "paused".
+    detail: str = ""
+    wait_s: float = 0.0
+
+    @classmethod
+    def parse(cls, reply: str) -> Admission:
+        verdict, _, detail = reply.partition(":")
+        if verdict == "wait":
+            return cls(verdict, wait_s=float(detail))
+        return cls(verdict, detail)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "ok"
 
 
 @cache
@@ -194,7 +258,7 @@ class Store:
         self._pace = client.register_script(_lua("pace"))
         self._transition = client.register_script(_lua("transition"))
         self._finalise = client.register_script(_lua("finalise"))
-        self._rate = client.register_script(_lua("rate"))
+        self._admit = client.register_script(_lua("admit"))
         self._cancel = client.register_script(_lua("cancel"))
 
     @classmethod
@@ -390,9 +454,14 @@ class Store:
     # -- campaign lifecycle --------------------------------------------------------
 
     def set_state(
-        self, cid: str, allowed_from: Iterable[CampaignState], to: CampaignState, reason: str = ""
+        self, cid: str, allowed_from: Iterable[CampaignState], to: CampaignState, reason: str = "",
+        fields: dict[str, str] | None = None,
     ) -> CampaignState:
-        """Change a campaign's state if it is in one of ``allowed_from``; returns the old state."""
+        """Change a campaign's state if it is in one of ``allowed_from``; returns the old state.
+
+        ``fields`` are written in the same transaction, only when the change happens (the trunk
+        a campaign starts on must never be rewritten under calls in flight).
+        """
         key = Keys.campaign(cid)
         allowed = {state.value for state in allowed_from}
         while True:
@@ -405,8 +474,10 @@ class Store:
                     if current not in allowed:
                         raise StateError(f"campaign {cid} is {current}; cannot make it {to.value}")
                     pipe.multi()
-                    pipe.hset(key, mapping={"state": to.value, "pause_reason": reason,
-                                            f"{to.value}_at": repr(time.time())})
+                    mapping: dict[str | bytes, str] = {"state": to.value, "pause_reason": reason,
+                                                       f"{to.value}_at": repr(time.time())}
+                    mapping.update(fields or {})
+                    pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
                     if to is CampaignState.RUNNING:
                         pipe.sadd(Keys.running, cid)
                     else:
@@ -462,13 +533,19 @@ class Store:
         lease_s: float,
         max_concurrent: int,
         trunk_max_concurrent: int,
+        pacing: Pacing | None = None,
     ) -> list[str]:
-        """Atomically move due contacts to queued attempts within the concurrency limits."""
+        """Atomically move due contacts to queued attempts within the concurrency limits and,
+        with ``pacing``, the campaign's and the trunk's release budgets."""
         if not contact_ids:
             return []
+        pacing = pacing or Pacing.unlimited()
         keys = [Keys.campaign(cid), Keys.due(cid), Keys.status(cid), Keys.attempts(cid),
-                Keys.active(cid), Keys.trunk_active(trunk), Keys.leases, Keys.progress(cid)]
-        args: list[Any] = [cid, now, lease_s, max_concurrent, trunk_max_concurrent, *contact_ids]
+                Keys.active(cid), Keys.trunk_active(trunk), Keys.leases, Keys.progress(cid),
+                Keys.bucket(f"campaign:{cid}"), Keys.bucket(f"trunk:{trunk}")]
+        args: list[Any] = [cid, now, lease_s, max_concurrent, trunk_max_concurrent,
+                           pacing.campaign_rate, pacing.campaign_burst, pacing.trunk_rate, pacing.trunk_burst,
+                           pacing.trunk_sharers, *contact_ids]
         return [_text(member) for member in self._pace(keys=keys, args=args)]
 
     def attempt_count(self, cid: str) -> int:
@@ -477,9 +554,22 @@ class Store:
     def in_flight(self, cid: str) -> int:
         return int(self.redis.zcard(Keys.active(cid)))
 
-    def acquire_rate(self, scope: str, now: float, limit: int, window_s: float, member: str) -> float:
-        """Record a dial in ``scope``'s window if allowed; else the seconds to wait."""
-        return float(_text(self._rate(keys=[Keys.rate(scope)], args=[now, limit, window_s, member])))
+    def admit(self, cid: str, member: str, *, claim: str, lease_s: float, number: str, mode: str,
+              limits: Sequence[RateLimit] = (), nonce: str = "") -> Admission:
+        """The atomic check right before an INVITE (see ``lua/admit.lua``)."""
+        campaign_limit, trunk_limit = [*limits, RateLimit.none(), RateLimit.none()][:2]
+        keys = [Keys.attempts(cid), Keys.campaign(cid), Keys.active(cid), self._trunk_active_key(cid),
+                Keys.leases, Keys.dnc, Keys.rate(campaign_limit.scope or f"campaign:{cid}"),
+                Keys.rate(trunk_limit.scope or f"trunk:{self.trunk_of(cid)}")]
+        args: list[Any] = [cid, member, claim, lease_s, number, mode,
+                           campaign_limit.events, campaign_limit.window_s,
+                           trunk_limit.events, trunk_limit.window_s, nonce]
+        return Admission.parse(_text(self._admit(keys=keys, args=args)))
+
+    def server_time(self) -> float:
+        """The Redis server's clock: the one clock every lease and rate limit is read in."""
+        seconds, micros = self.redis.time()
+        return float(seconds) + micros / 1e6
 
     def cool_down(self, trunk: str, seconds: float) -> None:
         self.redis.set(Keys.trunk_cooldown(trunk), "1", px=max(1, int(seconds * 1000)))
@@ -508,13 +598,15 @@ class Store:
         member: str,
         expected: Sequence[AttemptState],
         to: AttemptState,
-        lease_until: float,
+        lease_s: float,
         fields: dict[str, Any] | None = None,
+        claim: str = "",
     ) -> str:
-        """Compare-and-set an attempt's state; 'ok' or the state it was really in."""
+        """Compare-and-set an attempt's state with a lease of ``lease_s`` from now (server clock);
+        'ok' or the state it was really in. ``claim`` makes the caller the attempt's holder."""
         keys = [Keys.attempts(cid), Keys.active(cid), self._trunk_active_key(cid), Keys.leases]
-        args: list[Any] = [cid, member, ",".join(s.value for s in expected), to.value, lease_until,
-                           _json_fields(fields)]
+        args: list[Any] = [cid, member, ",".join(s.value for s in expected), to.value, lease_s,
+                           _json_fields(fields), claim]
         return _text(self._transition(keys=keys, args=args))
 
     def finalise(
@@ -551,8 +643,9 @@ class Store:
     def set_trunk(self, cid: str, trunk: str) -> None:
         self.redis.hset(Keys.campaign(cid), "trunk", trunk)
 
-    def expired_leases(self, now: float, limit: int = 500) -> list[tuple[str, str]]:
-        """(campaign id, attempt member) pairs whose lease ran out."""
+    def expired_leases(self, now: float | None = None, limit: int = 500) -> list[tuple[str, str]]:
+        """(campaign id, attempt member) pairs whose lease ran out by ``now`` (the server's clock)."""
+        now = self.server_time() if now is None else now
         out = []
         for raw in self.redis.zrangebyscore(Keys.leases, "-inf", now, start=0, num=limit):
             cid, _, member = _text(raw).partition(":")

@@ -91,7 +91,8 @@ def sandbox(redis_url: str, tmp: Path, scenario: dict[str, Any] | None = None) -
 def workers(redis_url: str, box: Sandbox, tmp: Path, count: int = 1, **env: str) -> Iterator[list[Worker]]:
     """`count` worker processes; the first also runs beat (the pacer and reconciler)."""
     started: list[Worker] = []
-    base = {**box.env, "DIALER_WORKER_CONCURRENCY": "50", "DIALER_LEASE_MARGIN_S": "3", **env}
+    base = {**box.env, "DIALER_WORKER_CONCURRENCY": "50", "DIALER_LEASE_MARGIN_S": "3",
+            "DIALER_NO_CALL_SETTLE_S": "1", **env}
     try:
         for index in range(count):
             extra = ["-B", "--schedule", str(tmp / f"beat-{index}")] if index == 0 else []

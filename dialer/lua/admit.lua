@@ -1,0 +1,68 @@
+-- The last step before an INVITE leaves (invariants I1, I3, I4), in one atomic script:
+-- the attempt is still `dialing` under this task's claim, the campaign still runs, the
+-- number is not on the DNC list, and (mode 'invite') a calls-per-second slot is free for
+-- the campaign and for the trunk at once. Every call renews the attempt's lease, so a task
+-- waiting for a slot never loses its attempt to the reconciler. Time is the Redis server's.
+-- KEYS: 1 attempts hash, 2 campaign hash, 3 campaign active zset, 4 trunk active zset,
+--       5 leases zset, 6 dnc set, 7 campaign rate zset, 8 trunk rate zset
+-- ARGV: 1 campaign id, 2 member, 3 claim token, 4 lease seconds, 5 number (E.164),
+--       6 mode: 'hold' (check and renew) | 'invite' (also take the rate slots and log the try),
+--       7 campaign events per window, 8 campaign window seconds,
+--       9 trunk events per window (0 = no trunk limit), 10 trunk window seconds,
+--       11 nonce: unique per INVITE try, so a re-run after a lost reply is not counted twice
+-- Returns 'ok'; 'wait:<seconds>' (no slot yet; the lease was renewed); 'lost:<state>' (another
+-- claim or an ending took the attempt: never dial); 'campaign:<state>'; or 'dnc'.
+local raw = redis.call('HGET', KEYS[1], ARGV[2])
+if not raw then return 'lost:missing' end
+local attempt = cjson.decode(raw)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+if attempt.state ~= 'dialing' or attempt.claim ~= ARGV[3] then
+  -- Say so in the ledger: a late task came back for this attempt and was refused.
+  attempt.late_tasks_refused = (attempt.late_tasks_refused or 0) + 1
+  attempt.late_task_refused_at = now
+  redis.call('HSET', KEYS[1], ARGV[2], cjson.encode(attempt))
+  return 'lost:' .. attempt.state
+end
+local mode, nonce = ARGV[6], ARGV[11]
+if mode == 'invite' and attempt.last_nonce == nonce then return 'ok' end
+local campaign_state = redis.call('HGET', KEYS[2], 'state')
+if campaign_state ~= 'running' then return 'campaign:' .. tostring(campaign_state) end
+if redis.call('SISMEMBER', KEYS[6], ARGV[5]) == 1 then return 'dnc' end
+
+local lease_until = now + tonumber(ARGV[4])
+attempt.lease_until = lease_until
+local full = ARGV[1] .. ':' .. ARGV[2]
+redis.call('ZADD', KEYS[3], 'XX', lease_until, ARGV[2])
+redis.call('ZADD', KEYS[4], 'XX', lease_until, full)
+redis.call('ZADD', KEYS[5], 'XX', lease_until, full)
+
+if mode == 'invite' then
+  local wait = 0
+  local scopes = {{KEYS[7], tonumber(ARGV[7]), tonumber(ARGV[8])}, {KEYS[8], tonumber(ARGV[9]), tonumber(ARGV[10])}}
+  for _, scope in ipairs(scopes) do
+    local key, limit, window = scope[1], scope[2], scope[3]
+    if limit > 0 then
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+      if redis.call('ZCARD', key) >= limit then
+        local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+        wait = math.max(wait, tonumber(oldest[2]) + window - now)
+      end
+    end
+  end
+  if wait > 0 then
+    redis.call('HSET', KEYS[1], ARGV[2], cjson.encode(attempt))
+    return 'wait:' .. string.format('%.6f', wait)
+  end
+  for _, scope in ipairs(scopes) do
+    if scope[2] > 0 then
+      redis.call('ZADD', scope[1], now, nonce)
+      redis.call('EXPIRE', scope[1], math.ceil(scope[3]) + 1)
+    end
+  end
+  attempt.invites = (attempt.invites or 0) + 1
+  attempt.last_nonce = nonce
+  attempt.last_invite_at = now
+end
+redis.call('HSET', KEYS[1], ARGV[2], cjson.encode(attempt))
+return 'ok'
