@@ -41,7 +41,8 @@ sandbox_app = typer.Typer(help="The embedded LiveKit emulator with simulated cal
 app.add_typer(sandbox_app, name="sandbox")
 
 console = Console()
-err_console = Console(stderr=True)
+#: Messages to stderr never wrap: scripts read errors as one line.
+err_console = Console(stderr=True, soft_wrap=True)
 
 WAIT_POLL_S = 0.5
 

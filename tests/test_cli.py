@@ -67,6 +67,12 @@ def test_user_mistakes_get_a_message_not_a_traceback(redis_url: str, tmp_path: P
     assert "max_attempts" in result.stderr
 
 
+def test_an_error_is_one_line_whatever_the_width(redis_url: str) -> None:
+    result = run_cli(redis_url, "campaign", "show", "doesnotexist", COLUMNS="40")
+    assert result.returncode == 3
+    assert result.stderr.strip() == "error: no campaign with id 'doesnotexist' (see `dialer campaign list`)"
+
+
 def test_bad_config_stops_before_anything_is_stored(redis_url: str, tmp_path: Path) -> None:
     bad_config = tmp_path / "bad.yaml"
     bad_config.write_text("name: x\ncalling_window: {start: '9am'}\n")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -321,9 +322,8 @@ def test_dial_without_waiting_returns_while_dialing(sandbox: Sandbox) -> None:
     assert record.answered_at is None
 
 
-@pytest.mark.parametrize(
-    ("outcome", "twirp_code", "http_status", "sip_code", "sip_status"),
-    [
+#: Each simulated SIP failure: (scenario outcome, Twirp code, HTTP status, SIP code, SIP reason).
+SIP_FAILURES = [
         ("busy", "resource_exhausted", 429, 486, "Busy Here"),
         ("global_busy", "resource_exhausted", 429, 600, "Busy Everywhere"),
         ("unavailable", "resource_exhausted", 429, 480, "Temporarily Unavailable"),
@@ -340,8 +340,10 @@ def test_dial_without_waiting_returns_while_dialing(sandbox: Sandbox) -> None:
         ("server_error", "failed_precondition", 412, 500, "Server Internal Error"),
         ("carrier_error", "failed_precondition", 412, 503, "Service Unavailable"),
         ("capacity", "failed_precondition", 412, 503, "CPS limit exceeded"),
-    ],
-)
+    ]
+
+
+@pytest.mark.parametrize(("outcome", "twirp_code", "http_status", "sip_code", "sip_status"), SIP_FAILURES)
 def test_failed_dial_raises_sip_call_error(make_sandbox: Callable[..., Sandbox], outcome: str,
                                            twirp_code: str, http_status: int, sip_code: int,
                                            sip_status: str) -> None:
@@ -629,6 +631,29 @@ def test_unknown_method_is_bad_route(sandbox: Sandbox) -> None:
     status, _, body = asyncio.run(post(sandbox, "livekit.RoomService/Nope", b"{}", "application/json",
                                        token(room_create=True)))
     assert (status, json.loads(body)["code"]) == (404, "bad_route")
+
+
+@pytest.mark.parametrize(("outcome", "twirp_code", "http_status", "sip_code", "sip_status"), SIP_FAILURES)
+def test_sip_errors_on_the_wire_are_exactly_what_livekit_writes(
+    make_sandbox: Callable[..., Sandbox], outcome: str, twirp_code: str, http_status: int, sip_code: int,
+    sip_status: str,
+) -> None:
+    """Read as a client other than the Python SDK would (LiveKit's Node SDK needs the exact header)."""
+    sandbox = make_sandbox({"ring_s": 0.01, "numbers": {"+12025550100": [outcome]}})
+    body = {"room_name": "r1", "sip_call_to": "+12025550100", "sip_trunk_id": TRUNK, "wait_until_answered": True}
+    request = urllib.request.Request(
+        f"{sandbox.url}/twirp/livekit.SIP/CreateSIPParticipant", data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json",
+                 "Authorization": f"Bearer {token(sip=api.SIPGrants(call=True))}"})
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(request, timeout=10)
+    response = raised.value
+    assert response.code == http_status
+    assert response.headers["Content-Type"] == "application/json"
+    error = json.loads(response.read())
+    assert (error["code"], error["meta"]) == (
+        twirp_code, {"sip_status_code": str(sip_code), "sip_status": sip_status})
+    assert error["msg"] == f"sip status: {sip_code}: {sip_status}"
 
 
 def test_sip_error_meta_values_are_strings(sandbox: Sandbox) -> None:

@@ -91,7 +91,7 @@ class TwirpError(Exception):
         return body
 
     def response(self) -> web.Response:
-        return web.json_response(self.body(), status=self.status)
+        return json_response(self.body(), self.status)
 
 
 def sip_error(code: int, reason: str) -> TwirpError:
@@ -139,4 +139,11 @@ def encode(message: Message, encoding: str) -> web.Response:
         return web.Response(body=message.SerializeToString(), content_type=PROTOBUF)
     data = json_format.MessageToDict(message, preserving_proto_field_name=True,
                                      always_print_fields_with_no_presence=True)
-    return web.Response(text=json.dumps(data), content_type=JSON)
+    return json_response(data)
+
+
+def json_response(data: dict[str, Any], status: int = 200) -> web.Response:
+    """JSON with exactly ``Content-Type: application/json``, as LiveKit's Twirp server writes it
+    (twirp's generated ``writeError`` and JSON responses); LiveKit's Node SDK reads ``code`` and
+    ``meta`` only when the header is exactly that, so no ``; charset=utf-8`` may follow."""
+    return web.Response(body=json.dumps(data).encode("utf-8"), status=status, headers={"Content-Type": JSON})
