@@ -228,6 +228,9 @@ def _status_table(data: dict[str, Any]) -> Table:
     for outcome, count in data["outcomes"].items():
         if count:
             table.add_row(f"  {outcome}", f"{count:,}")
+    if data.get("trunk_pace_factor", 1) < 1:
+        table.caption = (f"trunk backing off after capacity refusals: {data['effective_calls_per_second']} "
+                         f"calls/s ({data['trunk_pace_factor']:.0%} of the configured rate)")
     return table
 
 

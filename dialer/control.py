@@ -6,6 +6,7 @@ from typing import Any
 
 from .errors import SettingsError
 from .models import CampaignState, Outcome
+from .pacer import pace_factor
 from .settings import Settings
 from .store import Store
 
@@ -44,6 +45,7 @@ def status(store: Store, cid: str) -> dict[str, Any]:
     contacts = record.counts["accepted"]
     final = progress.get("final", 0)
     in_flight = store.in_flight(cid)
+    factor = pace_factor(store, store.trunk_of(cid))
     return {
         "campaign_id": cid,
         "name": record.name,
@@ -55,4 +57,7 @@ def status(store: Store, cid: str) -> dict[str, Any]:
         "pending": max(0, contacts - final - in_flight),
         "attempts": store.attempt_count(cid),
         "outcomes": {outcome.value: progress.get(f"outcome:{outcome.value}", 0) for outcome in Outcome},
+        # Below the configured rate while the trunk backs off after capacity refusals.
+        "effective_calls_per_second": round(record.config.calls_per_second * factor, 3),
+        "trunk_pace_factor": round(factor, 3),
     }

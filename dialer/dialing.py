@@ -38,6 +38,7 @@ from tenacity import (
 from .config import CampaignConfig, render
 from .livekit import LiveKitGateway
 from .models import AttemptState, CallResult, CampaignState, DispatchMetadata, Outcome
+from .pacer import back_off, pace_factor
 from .policy import Action, Verdict, classify, is_ambiguous
 from .settings import Settings
 from .store import CampaignRecord, RateLimit, Store
@@ -51,7 +52,7 @@ DIAL_RETRY_BASE_S = 0.2
 DIAL_RETRY_MAX_S = 3.0
 #: Tries of the calls that place nothing (create room, create dispatch).
 SETUP_TRIES = 3
-#: How long the trunk backs off after a capacity response.
+#: How long a contact refused for capacity waits before it is due again.
 CAPACITY_COOLDOWN_S = 5.0
 #: Delay before an attempt that never reached the network is tried again.
 REQUEUE_DELAY_S = 5.0
@@ -277,10 +278,12 @@ class Dialer:
                         f"campaign {admission.detail}")
 
     def _limits(self, attempt: _Attempt) -> list[RateLimit]:
-        limits = [RateLimit.per_second(f"campaign:{attempt.cid}", attempt.config.calls_per_second)]
+        """The calls-per-second limits of this INVITE, slowed while the trunk backs off."""
+        trunk = self.store.trunk_of(attempt.cid)
+        factor = pace_factor(self.store, trunk)
+        limits = [RateLimit.per_second(f"campaign:{attempt.cid}", attempt.config.calls_per_second * factor)]
         if self.settings.dialer_trunk_calls_per_second > 0:
-            limits.append(RateLimit.per_second(f"trunk:{self.store.trunk_of(attempt.cid)}",
-                                               self.settings.dialer_trunk_calls_per_second))
+            limits.append(RateLimit.per_second(f"trunk:{trunk}", self.settings.dialer_trunk_calls_per_second * factor))
         return limits
 
     def _stop(self, attempt: _Attempt, dispatch_id: str | None, stop: _Stop) -> str:
@@ -427,7 +430,7 @@ class Dialer:
             verdict = self._classify(attempt, exc)
             if verdict is not None and verdict.rule.action in (Action.RETRY_SOON, Action.SLOW_DOWN):
                 if verdict.rule.action is Action.SLOW_DOWN:
-                    self.store.cool_down(self.store.trunk_of(attempt.cid), CAPACITY_COOLDOWN_S)
+                    back_off(self.store, self.store.trunk_of(attempt.cid))
                 raise _RetryableFailure(verdict) from None
             raise
         except TRANSIENT_ERRORS as exc:
@@ -468,7 +471,6 @@ class Dialer:
             delay = getattr(attempt.config.retry_delay_s, rule.outcome.value, REQUEUE_DELAY_S)
             end("retry", rule.outcome, counts=True, due_at=now + delay)
         elif rule.action is Action.SLOW_DOWN:
-            self.store.cool_down(self.store.trunk_of(attempt.cid), CAPACITY_COOLDOWN_S)
             end("requeue", rule.outcome, counts=False, due_at=now + CAPACITY_COOLDOWN_S)
         else:
             if verdict.sip_code is None:

@@ -28,6 +28,38 @@ RECHECK_LATER_S = 86_400.0
 
 Enqueue = Callable[[str, int, int], None]
 
+#: A capacity refusal multiplies the trunk's pace by this (multiplicative decrease) ...
+BACKOFF_DECREASE = 0.5
+#: ... never below this share of the configured rates ...
+BACKOFF_MIN_FACTOR = 0.05
+#: ... at most once this often (refusals of INVITEs already in flight are one signal) ...
+BACKOFF_HOLD_S = 1.0
+#: ... and each second without one gives back this share of the configured rates (additive increase).
+BACKOFF_RECOVERY_PER_S = 0.02
+
+
+def recovered(factor: float, elapsed_s: float) -> float:
+    """The pace factor ``elapsed_s`` after it was set to ``factor``."""
+    return min(1.0, factor + max(0.0, elapsed_s) * BACKOFF_RECOVERY_PER_S)
+
+
+def pace_factor(store: Store, trunk: str) -> float:
+    """The share (0-1] of the configured calls per second a trunk may use right now."""
+    factor, at, now = store.trunk_backoff(trunk)
+    return recovered(factor, now - at)
+
+
+def back_off(store: Store, trunk: str) -> float:
+    """The trunk refused for capacity: halve its pace (AIMD); returns the new factor."""
+
+    def decrease(factor: float, at: float, now: float) -> float:
+        current = recovered(factor, now - at)
+        if current < 1.0 and now - at < BACKOFF_HOLD_S:
+            return current
+        return max(BACKOFF_MIN_FACTOR, current * BACKOFF_DECREASE)
+
+    return store.set_trunk_backoff(trunk, decrease)
+
 
 def burst(calls_per_second: float) -> float:
     """How many attempts a rate may release at once: one pacer period's worth, at least one."""
@@ -45,10 +77,10 @@ def pace_campaign(
     """
     config = record.config
     trunk = store.trunk_of(record.id)
-    if store.cooling_down(trunk):
-        return 0
-    trunk_rate = settings.dialer_trunk_calls_per_second
-    pacing = Pacing(campaign_rate=config.calls_per_second, campaign_burst=burst(config.calls_per_second),
+    factor = pace_factor(store, trunk)
+    campaign_rate = config.calls_per_second * factor
+    trunk_rate = settings.dialer_trunk_calls_per_second * factor
+    pacing = Pacing(campaign_rate=campaign_rate, campaign_burst=burst(campaign_rate),
                     trunk_rate=trunk_rate, trunk_burst=burst(trunk_rate) if trunk_rate > 0 else 0.0,
                     trunk_sharers=trunk_sharers)
     # An upper bound only; the buckets inside the pacing script decide.

@@ -10,7 +10,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -101,8 +101,8 @@ class Keys:
         return f"{PREFIX}:trunk:{trunk}:active"  #: zset "cid:contact:seq" -> lease expiry
 
     @staticmethod
-    def trunk_cooldown(trunk: str) -> str:
-        return f"{PREFIX}:trunk:{trunk}:cooldown"  #: set while the trunk backs off
+    def trunk_backoff(trunk: str) -> str:
+        return f"{PREFIX}:trunk:{trunk}:backoff"  #: hash factor/at: the trunk's pace after capacity refusals
 
     @staticmethod
     def snapshot(token: str, name: str) -> str:
@@ -571,11 +571,31 @@ class Store:
         seconds, micros = self.redis.time()
         return float(seconds) + micros / 1e6
 
-    def cool_down(self, trunk: str, seconds: float) -> None:
-        self.redis.set(Keys.trunk_cooldown(trunk), "1", px=max(1, int(seconds * 1000)))
+    def trunk_backoff(self, trunk: str) -> tuple[float, float, float]:
+        """(factor, set at, now), the server's clock: the trunk's last backed-off pace factor."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(Keys.trunk_backoff(trunk), ["factor", "at"])
+        pipe.time()
+        (factor, at), (seconds, micros) = pipe.execute()
+        now = float(seconds) + micros / 1e6
+        return (float(factor) if factor else 1.0), (float(at) if at else now), now
 
-    def cooling_down(self, trunk: str) -> bool:
-        return bool(self.redis.exists(Keys.trunk_cooldown(trunk)))
+    def set_trunk_backoff(self, trunk: str, update: Callable[[float, float, float], float]) -> float:
+        """Atomically replace the trunk's factor with ``update(factor, at, now)``; returns it."""
+        key = Keys.trunk_backoff(trunk)
+        while True:
+            with self.redis.pipeline() as pipe:
+                try:
+                    pipe.watch(key)
+                    factor, at, now = self.trunk_backoff(trunk)
+                    new = update(factor, at, now)
+                    pipe.multi()
+                    pipe.hset(key, mapping={"factor": repr(new), "at": repr(now)})
+                    pipe.expire(key, 3600)
+                    pipe.execute()
+                    return new
+                except redis.WatchError:
+                    continue
 
     def try_lock(self, key: str, token: str, ttl_s: float) -> bool:
         """Take or renew a lock held by ``token``."""
