@@ -44,6 +44,21 @@ class RetryDelays(BaseModel):
     carrier_error: float = Field(default=300, ge=0)
 
 
+class CircuitBreaker(BaseModel):
+    """Pause the campaign when most recent attempts fail for one reason that is not the callee's
+    (carrier 5xx, capacity, unknown outcomes), instead of burning through the list."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    #: The share of recent attempts that must have failed for the same reason.
+    failure_ratio: float = Field(default=0.5, gt=0, le=1)
+    #: Recent attempts needed before the breaker may trip.
+    min_attempts: int = Field(default=10, ge=1)
+    #: How far back "recent" reaches.
+    window_s: float = Field(default=120, gt=0, le=86_400)
+
+
 class CampaignConfig(BaseModel):
     """A campaign's settings. Every field but ``name`` has a default."""
 
@@ -80,6 +95,7 @@ class CampaignConfig(BaseModel):
     transfer_number: str | None = None
     #: Overrides of the SIP outcome policy: SIP code -> class (busy, no_answer, ...).
     sip_policy: dict[int, SipClass] = Field(default_factory=dict)
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
 
     @field_validator("default_region")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .dialing import BREAKER_REASONS
 from .errors import SettingsError
 from .models import CampaignState, Outcome
 from .pacer import pace_factor
@@ -29,6 +30,8 @@ def pause(store: Store, cid: str, reason: str = "paused by operator") -> None:
 
 def resume(store: Store, cid: str) -> None:
     store.set_state(cid, [CampaignState.PAUSED], CampaignState.RUNNING)
+    # The operator says the cause is fixed: the breaker starts counting afresh.
+    store.reset_breaker(cid, BREAKER_REASONS)
 
 
 def cancel(store: Store, settings: Settings, cid: str) -> int:

@@ -39,7 +39,7 @@ from .config import CampaignConfig, render
 from .livekit import LiveKitGateway
 from .models import AttemptState, CallResult, CampaignState, DispatchMetadata, Outcome
 from .pacer import back_off, pace_factor
-from .policy import Action, Verdict, classify, is_ambiguous
+from .policy import Action, SipClass, Verdict, classify, is_ambiguous
 from .settings import Settings
 from .store import CampaignRecord, RateLimit, Store
 from .window import is_open, next_opening
@@ -108,6 +108,11 @@ def dispatch_metadata(
         max_call_duration_s=config.max_call_duration_s,
         ring_timeout_s=config.ring_timeout_s,
     )
+
+
+#: Failures that are ours or the carrier's, never the callee's: what the circuit breaker counts.
+BREAKER_REASONS = (SipClass.CARRIER_ERROR.value, SipClass.CAPACITY.value, SipClass.UNKNOWN.value,
+                   "unknown_outcome", "setup_failed")
 
 
 def dial_lease_s(settings: Settings, config: CampaignConfig) -> float:
@@ -332,6 +337,7 @@ class Dialer:
             self._end(attempt, "requeue", Outcome.CARRIER_ERROR, counts=False,
                       due_at=self.clock() + REQUEUE_DELAY_S, reason=f"room setup failed: {exc}",
                       invite_sent=False)
+            self._count_ending(attempt, "setup_failed", f"LiveKit failed to set up the room ({exc})")
             self._clean_up(attempt, None)
             return "setup_failed"
         try:
@@ -452,6 +458,7 @@ class Dialer:
                                       AttemptState.IN_CALL, in_call_lease_s(self.settings, attempt.config),
                                       {"answered_at": now, "sip_call_id": sip_call_id})
         log.info("call %s answered", mask(attempt.number), extra=attempt.log_extra)
+        self._count_ending(attempt, "")
         return "answered" if moved == "ok" else f"answered:{moved}"
 
     def _handle_failure(self, attempt: _Attempt, dispatch_id: str | None, verdict: Verdict) -> str:
@@ -480,6 +487,9 @@ class Dialer:
                 why = (f"the trunk refused the call ({verdict.reason}): check the outbound trunk's "
                        "credentials and settings, then `dialer campaign resume`")
             end("pause", rule.outcome, counts=False, due_at=now, pause_reason=why)
+        if attempt.invites:
+            failure = verdict.sip_class.value if verdict.sip_class.value in BREAKER_REASONS else ""
+            self._count_ending(attempt, failure, verdict.reason)
         self._clean_up(attempt, dispatch_id)
         return verdict.sip_class.value
 
@@ -528,7 +538,22 @@ class Dialer:
         self._end(attempt, "retry", Outcome.CARRIER_ERROR, counts=True,
                   due_at=self.clock() + attempt.config.retry_delay_s.carrier_error,
                   reason=f"dial outcome unknown ({why}); no call in the room")
+        self._count_ending(attempt, "unknown_outcome", f"LiveKit lost the answer to the INVITE ({why})")
         return "unknown"
+
+    def _count_ending(self, attempt: _Attempt, failure: str, detail: str = "") -> None:
+        """Feed the circuit breaker: ``failure`` is one of BREAKER_REASONS, or '' for an ending
+        that says nothing bad about the trunk (answered, busy, no answer, declined...)."""
+        breaker = attempt.config.circuit_breaker
+        if not breaker.enabled:
+            return
+        why = (f"circuit breaker: {{failed}} of the last {{total}} attempts within {breaker.window_s:g} s failed "
+               f"with {failure} (last: {detail}); check the trunk and the carrier, then `dialer campaign resume`")
+        tripped = self.store.record_ending(attempt.cid, failure, window_s=breaker.window_s,
+                                           min_attempts=breaker.min_attempts,
+                                           failure_ratio=breaker.failure_ratio, pause_reason=why)
+        if tripped:
+            log.warning("campaign %s paused: %s", attempt.cid, tripped, extra=attempt.log_extra)
 
     def _sip_status(self, attempt: _Attempt) -> str | None:
         """The callee participant's sip.callStatus, None when it is not in the room, or

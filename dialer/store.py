@@ -101,6 +101,11 @@ class Keys:
         return f"{PREFIX}:trunk:{trunk}:active"  #: zset "cid:contact:seq" -> lease expiry
 
     @staticmethod
+    def breaker(cid: str, reason: str = "") -> str:
+        """zset of the campaign's recent attempt endings (``reason``: only failures for it)."""
+        return f"{PREFIX}:campaign:{cid}:breaker" + (f":{reason}" if reason else "")
+
+    @staticmethod
     def trunk_backoff(trunk: str) -> str:
         return f"{PREFIX}:trunk:{trunk}:backoff"  #: hash factor/at: the trunk's pace after capacity refusals
 
@@ -259,6 +264,7 @@ class Store:
         self._transition = client.register_script(_lua("transition"))
         self._finalise = client.register_script(_lua("finalise"))
         self._admit = client.register_script(_lua("admit"))
+        self._breaker = client.register_script(_lua("breaker"))
         self._cancel = client.register_script(_lua("cancel"))
 
     @classmethod
@@ -565,6 +571,17 @@ class Store:
                            campaign_limit.events, campaign_limit.window_s,
                            trunk_limit.events, trunk_limit.window_s, nonce]
         return Admission.parse(_text(self._admit(keys=keys, args=args)))
+
+    def record_ending(self, cid: str, reason: str, *, window_s: float, min_attempts: int, failure_ratio: float,
+                      pause_reason: str) -> str:
+        """Count an attempt's ending for the circuit breaker (``reason`` '' when it is no failure of
+        ours); the pause reason when this one tripped it (see ``lua/breaker.lua``)."""
+        keys = [Keys.breaker(cid), Keys.breaker(cid, reason or "none"), Keys.campaign(cid), Keys.running]
+        args: list[Any] = [cid, uuid.uuid4().hex, window_s, min_attempts, failure_ratio, reason, pause_reason]
+        return _text(self._breaker(keys=keys, args=args))
+
+    def reset_breaker(self, cid: str, reasons: Iterable[str]) -> None:
+        self.redis.unlink(Keys.breaker(cid), *(Keys.breaker(cid, reason) for reason in reasons))
 
     def server_time(self) -> float:
         """The Redis server's clock: the one clock every lease and rate limit is read in."""
