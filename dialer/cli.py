@@ -21,6 +21,7 @@ from rich.table import Table
 
 from . import control, reports
 from .config import load_config
+from .doctor import Verdict, run_checks
 from .errors import DialerError, UserError
 from .ingest import ingest_file
 from .phones import PhoneNormalizer, PhoneRejected
@@ -218,6 +219,10 @@ def campaign_cancel(campaign_id: str) -> None:
     console.print(f"campaign {campaign_id} is cancelled ({cancelled:,} contacts not dialed)")
 
 
+def _status(store: Store, campaign_id: str) -> dict[str, Any]:
+    return control.status(store, campaign_id, stale_after_s=get_settings().dialer_heartbeat_stale_s)
+
+
 def _status_table(data: dict[str, Any]) -> Table:
     state = data["state"] + (f" ({data['pause_reason']})" if data.get("pause_reason") else "")
     table = Table(title=f"Campaign {data['campaign_id']} ({data['name']}): {state}")
@@ -228,16 +233,18 @@ def _status_table(data: dict[str, Any]) -> Table:
     for outcome, count in data["outcomes"].items():
         if count:
             table.add_row(f"  {outcome}", f"{count:,}")
+    notes = list(data.get("problems", []))
     if data.get("trunk_pace_factor", 1) < 1:
-        table.caption = (f"trunk backing off after capacity refusals: {data['effective_calls_per_second']} "
-                         f"calls/s ({data['trunk_pace_factor']:.0%} of the configured rate)")
+        notes.append(f"trunk backing off after capacity refusals: {data['effective_calls_per_second']} "
+                     f"calls/s ({data['trunk_pace_factor']:.0%} of the configured rate)")
+    table.caption = "\n".join(notes) or None
     return table
 
 
 @campaign_app.command("status")
 def campaign_status(campaign_id: str, as_json: JsonFlag = False) -> None:
     """Progress: contacts per state and per final outcome, calls in flight, attempts."""
-    data = control.status(open_store(), campaign_id)
+    data = _status(open_store(), campaign_id)
     if as_json:
         print_json(data)
     else:
@@ -267,7 +274,8 @@ def campaign_wait(
 
 def _wait(store: Store, campaign_id: str, timeout: float | None, show: bool) -> dict[str, Any]:
     deadline = None if timeout is None else time.monotonic() + timeout
-    data = control.status(store, campaign_id)
+    data = _status(store, campaign_id)
+    told: list[str] = []
     with Progress(
         TextColumn("[bold]{task.description}[/]"),
         BarColumn(),
@@ -279,9 +287,14 @@ def _wait(store: Store, campaign_id: str, timeout: float | None, show: bool) -> 
     ) as bar:
         task = bar.add_task(data["state"], total=data["contacts"], in_flight=0, attempts=0)
         while True:
-            data = control.status(store, campaign_id)
+            data = _status(store, campaign_id)
             bar.update(task, completed=data["final"], description=data["state"],
                        in_flight=data["in_flight"], attempts=data["attempts"])
+            if data["problems"] != told:  # say once why nothing moves, and when it is fixed
+                for problem in data["problems"]:
+                    if problem not in told:
+                        err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+                told = data["problems"]
             if data["state"] in ("completed", "cancelled", "paused") and not (
                 data["state"] == "cancelled" and data["in_flight"]
             ):
@@ -495,6 +508,25 @@ def sandbox_serve(
                       f"export LIVEKIT_URL=http://{host}:{port} LIVEKIT_API_KEY={key} "
                       f"LIVEKIT_API_SECRET={secret}")
     serve(host, port, scenario, key, secret, conversation_sink=make_sink(open_store()))
+
+
+@app.command("doctor")
+def doctor(as_json: JsonFlag = False) -> None:
+    """Check Redis, workers, beat, the pacer, LiveKit and the trunk; say what to fix (exit 1 on a failure)."""
+    checks = run_checks(get_settings())
+    failed = any(check.verdict is Verdict.FAIL for check in checks)
+    if as_json:
+        print_json({"ok": not failed, "checks": [check.to_json_dict() for check in checks]})
+    else:
+        table = Table(title="dialer doctor")
+        for column in ("check", "", "detail", "what to do"):
+            table.add_column(column, overflow="fold")
+        marks = {Verdict.OK: "[green]ok[/]", Verdict.WARN: "[yellow]warn[/]", Verdict.FAIL: "[red]FAIL[/]"}
+        for check in checks:
+            table.add_row(check.name, marks[check.verdict], check.detail, check.fix)
+        console.print(table)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command("demo")

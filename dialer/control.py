@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import liveness
 from .dialing import BREAKER_REASONS
 from .errors import SettingsError
 from .models import CampaignState, Outcome
@@ -41,7 +42,7 @@ def cancel(store: Store, settings: Settings, cid: str) -> int:
     return store.cancel_waiting(cid, settings.now())
 
 
-def status(store: Store, cid: str) -> dict[str, Any]:
+def status(store: Store, cid: str, stale_after_s: float = liveness.STALE_AFTER_S) -> dict[str, Any]:
     """The documented ``campaign status --json`` object."""
     record = store.get_campaign(cid)
     progress = store.progress(cid)
@@ -63,4 +64,6 @@ def status(store: Store, cid: str) -> dict[str, Any]:
         # Below the configured rate while the trunk backs off after capacity refusals.
         "effective_calls_per_second": round(record.config.calls_per_second * factor, 3),
         "trunk_pace_factor": round(factor, 3),
+        # Why a running campaign is not moving: no dial worker, no beat, no pacer run.
+        "problems": liveness.problems(store, stale_after_s) if record.state is CampaignState.RUNNING else [],
     }

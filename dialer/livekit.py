@@ -110,6 +110,15 @@ class LiveKitGateway:
         """CreateSIPParticipant; raises ``api.SipCallError`` or a transport error."""
         return self.run(self._api.sip.create_sip_participant(request))
 
+    def room_count(self) -> int:
+        """How many rooms exist: a harmless call that proves the credentials work."""
+        return len(self.run(self._api.room.list_rooms(api.ListRoomsRequest())).rooms)
+
+    def outbound_trunk_exists(self, trunk_id: str) -> bool:
+        request = api.ListSIPOutboundTrunkRequest(trunk_ids=[trunk_id])
+        items = self.run(self._api.sip.list_outbound_trunk(request)).items
+        return any(item.sip_trunk_id == trunk_id for item in items)
+
     def participants(self, room: str) -> list[Any] | None:
         """The room's participants, or None when the room does not exist."""
         try:

@@ -122,6 +122,7 @@ def pace(store: Store, settings: Settings, enqueue: Enqueue, token: str) -> int 
     """One pacer run over every running campaign; None when another pacer holds the lock."""
     if not store.try_lock(Keys.pacer_lock, token, ttl_s=PACER_PERIOD_S * 5):
         return None
+    store.heartbeat("pacer", token)
     now = settings.now()
     by_trunk: dict[str, list[CampaignRecord]] = defaultdict(list)
     for cid in store.running_campaigns():

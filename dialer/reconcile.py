@@ -53,6 +53,7 @@ def reconcile(store: Store, gateway: LiveKitGateway, settings: Settings, token: 
     """Finalise or extend every expired attempt; None when another reconciler runs."""
     if not store.try_lock(Keys.reconciler_lock, token, ttl_s=RECONCILE_PERIOD_S * 6):
         return None
+    store.heartbeat("reconciler", token)
     for cid in store.discard_abandoned_ingests():
         log.warning("removed campaign %s: its ingest stopped part-way and never finished", cid)
     handled = 0

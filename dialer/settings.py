@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     #: How long the reconciler keeps looking for an attempt's room while LiveKit cannot be read;
     #: then the attempt is closed as failed, never dialed again (every lease ends by a deadline).
     dialer_reconcile_give_up_s: float = Field(default=900.0, gt=0)
+    #: Silence (s) after which a worker, beat, the pacer or the reconciler counts as gone in
+    #: `campaign status` and `dialer doctor`.
+    dialer_heartbeat_stale_s: float = Field(default=30.0, gt=0)
     #: How long a queued attempt may wait for its dial task before it is requeued.
     dialer_queued_lease_s: float = Field(default=300.0, gt=0)
     #: Added to the wall clock by the dialer; for dry runs and tests of calling windows.

@@ -32,6 +32,9 @@ READ_BATCH = 5_000
 #: How long an ingest may go silent before its leftovers count as abandoned.
 INGEST_STALE_S = 3_600
 
+#: Heartbeats older than this are forgotten.
+HEARTBEAT_KEEP_S = 86_400
+
 #: Counters kept in the campaign hash for the ingest summary.
 INGEST_COUNTERS = ("rows", "accepted", "rejected", "duplicates", "suppressed")
 
@@ -112,6 +115,10 @@ class Keys:
     @staticmethod
     def snapshot(token: str, name: str) -> str:
         return f"{PREFIX}:snapshot:{token}:{name}"  #: a frozen copy of a hash, for a report
+
+    @staticmethod
+    def heartbeats(role: str) -> str:
+        return f"{PREFIX}:heartbeats:{role}"  #: zset process name -> last heartbeat (server clock)
 
     leases = f"{PREFIX}:leases"  #: zset "cid:contact:seq" -> lease expiry, for the reconciler
     running = f"{PREFIX}:running"  #: set of running campaign ids
@@ -582,6 +589,23 @@ class Store:
 
     def reset_breaker(self, cid: str, reasons: Iterable[str]) -> None:
         self.redis.unlink(Keys.breaker(cid), *(Keys.breaker(cid, reason) for reason in reasons))
+
+    def heartbeat(self, role: str, name: str) -> None:
+        """``name`` (a process) of ``role`` is alive now; heartbeats a day old are dropped."""
+        now = self.server_time()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(Keys.heartbeats(role), {name: now})
+        pipe.zremrangebyscore(Keys.heartbeats(role), "-inf", now - HEARTBEAT_KEEP_S)
+        pipe.execute()
+
+    def heartbeat_ages(self, role: str) -> dict[str, float]:
+        """Seconds since each process of ``role`` was last heard from."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrange(Keys.heartbeats(role), 0, -1, withscores=True)
+        pipe.time()
+        entries, (seconds, micros) = pipe.execute()
+        now = float(seconds) + micros / 1e6
+        return {_text(name): max(0.0, now - float(at)) for name, at in entries}
 
     def server_time(self) -> float:
         """The Redis server's clock: the one clock every lease and rate limit is read in."""

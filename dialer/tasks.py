@@ -8,11 +8,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from celery.signals import beat_init, worker_ready, worker_shutdown
+
 from .celery import app
 from .config import parse_config
 from .dialing import Dialer
 from .ingest import ingest_file
 from .livekit import LiveKitGateway
+from .liveness import Heartbeat, Role
 from .pacer import pace as pace_campaigns
 from .reconcile import reconcile as reconcile_attempts
 from .settings import get_settings
@@ -71,3 +74,25 @@ def pace() -> int | None:
 @app.task(name="dialer.tasks.reconcile")
 def reconcile() -> int | None:
     return reconcile_attempts(store(), gateway(), get_settings(), _token())
+
+
+# -- heartbeats: a campaign that cannot move says why (dialer.liveness) ----------------------
+
+_heartbeats: list[Heartbeat] = []
+
+
+@worker_ready.connect
+def _worker_heartbeat(sender: Any = None, **_: Any) -> None:
+    name = getattr(sender, "hostname", None) or _token()
+    _heartbeats.append(Heartbeat(store(), Role.WORKER, name).start())
+
+
+@beat_init.connect
+def _beat_heartbeat(sender: Any = None, **_: Any) -> None:
+    _heartbeats.append(Heartbeat(store(), Role.BEAT, _token()).start())
+
+
+@worker_shutdown.connect
+def _stop_heartbeats(**_: Any) -> None:
+    while _heartbeats:
+        _heartbeats.pop().stop()

@@ -13,6 +13,7 @@ GetParticipant, RemoveParticipant
 AgentDispatchService.*                 video.roomAdmin with video.room == room
 SIP.CreateSIPParticipant               sip.call
 SIP.TransferSIPParticipant             sip.call, then video.roomAdmin for the room
+SIP.ListSIPOutboundTrunk               sip.admin
 =====================================  ==========================================
 """
 
@@ -147,6 +148,15 @@ class LiveKitApi:
             room_name=call.record.room, sip_call_id=call.record.sip_call_id,
         )
 
+    async def list_sip_outbound_trunk(self, req: sip.ListSIPOutboundTrunkRequest,
+                                      ctx: CallContext) -> sip.ListSIPOutboundTrunkResponse:
+        """The sandbox dials through any trunk id, so every trunk asked for by id exists."""
+        ctx.grants.require_sip_admin()
+        return sip.ListSIPOutboundTrunkResponse(items=[
+            sip.SIPOutboundTrunkInfo(sip_trunk_id=trunk_id, name="sandbox trunk", address="sandbox.invalid")
+            for trunk_id in req.trunk_ids
+        ])
+
     async def transfer_sip_participant(self, req: sip.TransferSIPParticipantRequest,
                                        ctx: CallContext) -> sip.TransferSIPParticipantResponse:
         if not req.room_name:
@@ -185,6 +195,7 @@ ROUTES: dict[str, Route] = {
                                                        LiveKitApi.list_dispatch),
     "livekit.SIP/CreateSIPParticipant": Route(sip.CreateSIPParticipantRequest,
                                               LiveKitApi.create_sip_participant),
+    "livekit.SIP/ListSIPOutboundTrunk": Route(sip.ListSIPOutboundTrunkRequest, LiveKitApi.list_sip_outbound_trunk),
     "livekit.SIP/TransferSIPParticipant": Route(sip.TransferSIPParticipantRequest,
                                                 LiveKitApi.transfer_sip_participant),
 }

@@ -59,6 +59,11 @@ class Grants:
         if not self._video("roomAdmin") or self.video.get("room", "") != room:
             raise denied()
 
+    def require_sip_admin(self) -> None:
+        """Trunk and dispatch-rule calls (ListSIPOutboundTrunk, ...): ``sip.admin``."""
+        if self.sip.get("admin") is not True:
+            raise denied()
+
     def require_sip_call(self) -> None:
         """CreateSIPParticipant (and TransferSIPParticipant): ``sip.call``."""
         if self.sip.get("call") is not True:
