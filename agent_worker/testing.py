@@ -1,13 +1,19 @@
 """Doubles for running the agent with no LiveKit server and no model provider.
 
-- ``ScriptedLLM``: a ``livekit.agents.llm.LLM`` that answers each request with the next
-  scripted reply (text and/or tool calls), for ``AgentSession`` in text mode.
-- ``FakeRoom`` / ``FakeParticipant``: behave like ``rtc.Room`` and its participants for what
-  the call and ``RoomIO`` use (events, ``remote_participants``, attributes, disconnects).
-- ``RecordingControl``: a ``CallControl`` that records deleted rooms and transfers.
-- ``dialed_attempt``: a real attempt in the ledger, ``dialing``, and its dispatch metadata.
+Each follows the real library's order of events, citing the file it imitates:
 
-Use them with ``livekit.agents.testing.fake_job_context(room=FakeRoom(...))``.
+- ``ScriptedLLM`` / ``ScriptedTTS``: a ``livekit.agents`` LLM answering with scripted
+  replies (text, tool calls, or a non-retryable error) and a TTS that returns a tone at once.
+- ``FakeRoom``, ``FakeParticipant`` (a real ``rtc.RemoteParticipant`` with no native handle),
+  ``FakeLocalParticipant``: the events of rtc/room.py in their order, attributes changes as a
+  dict, disconnect reasons as the SDK reports them, a full reconnect, the agent's audio track
+  subscribed only when a remote participant subscribes.
+- ``SipCall``: the callee as livekit/sip puts it in the room (joins at ``dialing``, ``ringing``,
+  ``active`` then subscribes, leaves on a failed INVITE, a retry rejoins with the same identity).
+- ``RecordingControl``: a ``CallControl`` that records deleted rooms and transfers; after a
+  transfer the callee leaves shortly, as livekit/sip hangs up its leg.
+- ``JobRunner``: a job's life as ipc/job_proc_lazy_main.py runs it, shutdown sequence included.
+- ``dialed_attempt``: a real attempt in the ledger, ``dialing``, and its dispatch metadata.
 """
 
 from __future__ import annotations
