@@ -23,7 +23,7 @@ class EndReason(StrEnum):
     VOICEMAIL = "voicemail"  #: a machine answered; a message was left or the agent hung up
     TIMEOUT = "timeout"  #: the call reached its maximum length
     ERROR = "error"  #: the agent failed
-    SHUTDOWN = "shutdown"  #: the agent's job was shut down
+    SHUTDOWN = "shutdown"  #: the agent's job was shut down, or its session or room closed under it
     NOT_ANSWERED = "not_answered"  #: the call ended before anyone answered; the dialer reports it
     NO_PARTICIPANT = "no_participant"  #: the dialed participant never joined the room
     BAD_METADATA = "bad_metadata"  #: the dispatch did not carry a usable call description
@@ -36,7 +36,8 @@ AGENT_FAILURES = frozenset({EndReason.ERROR, EndReason.NO_PARTICIPANT, EndReason
 class SystemDisposition(StrEnum):
     """Dispositions the agent sets itself when the conversation did not record one."""
 
-    VOICEMAIL = "voicemail"  #: an answering machine answered
+    VOICEMAIL = "voicemail"  #: an answering machine answered (and took the whole message, if one was left)
+    VOICEMAIL_CUT_OFF = "voicemail_cut_off"  #: the voicemail message was cut off before its end
     OPTED_OUT = "opted_out"  #: the callee asked not to be called again
     TRANSFERRED = "transferred"  #: the callee was handed to a person
 
@@ -66,7 +67,8 @@ class CallRecord:
     opted_out: bool = False
     transfer_to: str | None = None
     screening: Screening | None = None
-    voicemail_left: bool = False
+    voicemail_left: bool = False  #: the voicemail message was played to its end
+    voicemail_cut_off: bool = False  #: the voicemail message started but did not play to its end
     transcript: list[dict[str, str]] = field(default_factory=list)
 
     @classmethod
@@ -98,7 +100,7 @@ class CallRecord:
         return CallResult(
             outcome=self._outcome(end),
             disposition=self.disposition or self._system_disposition(),
-            notes=self.notes,
+            notes=self.notes or self._system_notes(),
             captured=dict(self.captured),
             answered_at=self.answered_at,
             ended_at=end.at,
@@ -112,6 +114,8 @@ class CallRecord:
     def _outcome(self, end: CallEnd) -> Outcome:
         if self.opted_out:
             return Outcome.OPTED_OUT
+        if end.reason is EndReason.SHUTDOWN:
+            return Outcome.SHUTDOWN
         if self.reached_machine:
             return Outcome.VOICEMAIL
         if end.reason in AGENT_FAILURES:
@@ -122,9 +126,17 @@ class CallRecord:
         if self.opted_out:
             return SystemDisposition.OPTED_OUT.value
         if self.reached_machine:
-            return SystemDisposition.VOICEMAIL.value
+            cut_off = self.voicemail_cut_off
+            return (SystemDisposition.VOICEMAIL_CUT_OFF if cut_off else SystemDisposition.VOICEMAIL).value
         if self.transfer_to:
             return SystemDisposition.TRANSFERRED.value
+        return ""
+
+    def _system_notes(self) -> str:
+        if self.voicemail_left:
+            return "left a voicemail message"
+        if self.voicemail_cut_off:
+            return "the voicemail message was cut off before its end"
         return ""
 
     def _error(self, end: CallEnd) -> str:

@@ -1,8 +1,9 @@
 """Who answered: a person or a machine (livekit-agents' built-in answering-machine detection).
 
-``AMD`` waits for the SIP participant's ``sip.callStatus`` to turn ``active`` before it
-listens, holds the agent's speech while it decides, classifies the first words heard
-with a text model, and interrupts the agent when a machine answered.
+The call starts it together with the session, before the answer: ``AMD`` waits for the
+SIP participant's ``sip.callStatus`` to turn ``active`` before it listens, holds the agent's
+speech while it decides, classifies the first words heard with a text model, and interrupts
+the agent when a machine answered.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from enum import StrEnum
 
 from livekit.agents import AgentSession, llm
 from livekit.agents.voice.amd import AMD
+from livekit.agents.voice.amd.detector import DetectionOptions
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +44,14 @@ Screener = Callable[[AgentSession, str], Awaitable[Screening]]
 class AmdScreener:
     """Runs ``livekit.agents.voice.amd.AMD`` on the dialed participant only."""
 
-    def __init__(self, classifier: llm.LLM, timeout_s: float = AMD_TIMEOUT_S) -> None:
+    def __init__(self, classifier: llm.LLM, timeout_s: float = AMD_TIMEOUT_S,
+                 detection_options: DetectionOptions | None = None) -> None:
         self._classifier = classifier
         self._timeout_s = timeout_s
+        self._detection_options = detection_options
 
     async def __call__(self, session: AgentSession, identity: str) -> Screening:
+        options: DetectionOptions = self._detection_options or {}
         detector = AMD(
             session,
             llm=self._classifier,
@@ -54,6 +59,7 @@ class AmdScreener:
             participant_identity=identity,
             ivr_detection=False,
             suppress_compatibility_warning=True,
+            detection_options=options,
         )
         try:
             async with detector:

@@ -37,6 +37,8 @@ def build_server(settings: Settings) -> AgentServer:
         api_key=settings.livekit_api_key,
         api_secret=settings.livekit_api_secret,
         setup_fnc=functools.partial(_setup_process, settings),
+        # the call's shutdown cleanup is budgeted against this (agent_worker.call.shutdown_budget_s)
+        shutdown_process_timeout=settings.agent_shutdown_timeout_s,
     )
     server.rtc_session(entrypoint, agent_name=settings.agent_name)
     return server

@@ -31,6 +31,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  #: an error the policy does not retry
     OPTED_OUT = "opted_out"  #: asked not to be called again, or on the DNC list
     CANCELLED = "cancelled"  #: the campaign was cancelled before the contact was done
+    SHUTDOWN = "shutdown"  #: answered, then cut off because the agent's job shut down mid-call
 
 
 class AttemptState(StrEnum):

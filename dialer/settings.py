@@ -92,8 +92,15 @@ class Settings(BaseSettings):
     agent_amd_model: str = "gpt-4.1-mini"
     #: How long the agent waits for the dialed participant to join the call's room.
     agent_participant_timeout_s: float = Field(default=60.0, gt=0)
-    #: How long a joined participant may ring before the agent leaves the call to the dialer.
+    #: How long a joined participant may ring before the agent leaves the call to the dialer
+    #: (never less than the campaign's ``ring_timeout_s``; retried INVITEs ring in the same window).
     agent_answer_timeout_s: float = Field(default=180.0, gt=0)
+    #: How long an answered callee that dropped without a final reason (or while the agent
+    #: reconnects) may take to come back before the call counts as hung up.
+    agent_reconnect_grace_s: float = Field(default=5.0, gt=0)
+    #: The worker kills a job process this long after it began to shut down; the agent's own
+    #: cleanup (result, room delete) stays inside it.
+    agent_shutdown_timeout_s: float = Field(default=10.0, gt=0)
 
     def now(self) -> float:
         """The dialer's clock (unix seconds)."""

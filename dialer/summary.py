@@ -15,7 +15,8 @@ from .store import Store
 from .window import zone
 
 #: Outcomes where someone (or something) picked up.
-CONNECTED = frozenset({Outcome.ANSWERED.value, Outcome.VOICEMAIL.value, Outcome.OPTED_OUT.value})
+CONNECTED = frozenset({Outcome.ANSWERED.value, Outcome.VOICEMAIL.value, Outcome.OPTED_OUT.value,
+                       Outcome.SHUTDOWN.value})
 #: Outcomes where a person picked up.
 HUMAN = frozenset({Outcome.ANSWERED.value, Outcome.OPTED_OUT.value})
 

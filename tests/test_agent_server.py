@@ -108,3 +108,9 @@ def test_starting_without_settings_says_which_are_missing(tmp_path: Path) -> Non
     assert done.stderr.strip() == ("error: missing setting: LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET, "
                                    "OPENAI_API_KEY. Set it in the environment or in a .env file in the working "
                                    "directory (see .env.example).")
+
+
+def test_the_worker_kills_job_processes_after_the_agents_shutdown_timeout() -> None:
+    server = build_server(settings(agent_shutdown_timeout_s=7.5))
+    # AgentServer gives a shutting-down job process this long (ipc/supervised_proc.py close_timeout)
+    assert server._shutdown_process_timeout == 7.5
