@@ -29,7 +29,6 @@ from livekit import api
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception,
     retry_if_exception_type,
     stop_after_attempt,
     wait_random_exponential,
@@ -41,7 +40,7 @@ from .models import AttemptState, CallResult, CampaignState, DispatchMetadata, O
 from .pacer import back_off, pace_factor
 from .policy import Action, SipClass, Verdict, classify, is_ambiguous
 from .settings import Settings
-from .store import CampaignRecord, RateLimit, Store
+from .store import CampaignRecord, RateLimit, Store, through_outages
 from .window import is_open, next_opening
 
 log = logging.getLogger(__name__)
@@ -358,17 +357,8 @@ class Dialer:
         return self._answered(attempt, info.sip_call_id)
 
     def _look_before_dialing(self, attempt: _Attempt) -> str | None:
-        """The callee's status in the attempt's room; reads are safe to retry."""
-        for retry in Retrying(
-            retry=retry_if_exception_type(TRANSIENT_ERRORS) | retry_if_exception(_ambiguous),
-            wait=wait_random_exponential(multiplier=DIAL_RETRY_BASE_S, max=DIAL_RETRY_MAX_S),
-            stop=stop_after_attempt(SETUP_TRIES),
-            sleep=self.sleep,
-            reraise=True,
-        ):
-            with retry:
-                return callee_status(self.gateway, attempt.room, attempt.identity)
-        raise AssertionError("unreachable")
+        """The callee's status in the attempt's room (the gateway retries reads by itself)."""
+        return callee_status(self.gateway, attempt.room, attempt.identity)
 
     def _set_up_room(self, attempt: _Attempt) -> str:
         metadata = dispatch_metadata(attempt.cid, attempt.contact_id, attempt.seq, attempt.contact, attempt.config)
@@ -585,11 +575,6 @@ class Dialer:
         )
 
 
-def _ambiguous(exc: BaseException) -> bool:
-    """A 5xx from LiveKit itself: nothing was refused, the call may simply be tried again."""
-    return isinstance(exc, api.ServerError) and is_ambiguous(None, exc.status)
-
-
 def _refusal(exc: BaseException) -> Verdict | None:
     """A LiveKit refusal that pauses the campaign (bad credentials), else None."""
     if isinstance(exc, api.ServerError) and not is_ambiguous(None, exc.status):
@@ -608,6 +593,7 @@ def callee_status(gateway: LiveKitGateway, room: str, identity: str) -> str | No
     return None
 
 
+@through_outages  # a call's result outlives a Redis restart; every step here can run again
 def finish_call(store: Store, call_id: str, result: CallResult, now: float | None = None) -> str:
     """Record a call's end, exactly once: the path the agent (and the sandbox) report through."""
     cid, contact_id, seq = DispatchMetadata.parse_call_id(call_id)

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import redis
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from .config import CampaignConfig
 from .errors import NotFoundError, StateError
@@ -157,6 +158,20 @@ class Snapshot:
     def iter_attempts(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for member, raw in self.store.redis.hscan_iter(self.keys["attempts"], count=READ_BATCH):
             yield _text(member), orjson.loads(raw)
+
+
+#: How long a ledger write that records what happened to a call keeps trying through a Redis
+#: outage (a restart, a failover) before it gives up.
+REDIS_OUTAGE_S = 120.0
+
+#: Ledger writes that record a fact about a call (answered, ended, failed) must not be lost to
+#: a Redis restart: they are compare-and-set scripts, so running one again is harmless.
+through_outages = retry(
+    retry=retry_if_exception_type((redis.ConnectionError, redis.TimeoutError)),
+    wait=wait_exponential(multiplier=0.2, max=2.0),
+    stop=stop_after_delay(REDIS_OUTAGE_S),
+    reraise=True,
+)
 
 
 @dataclass(frozen=True)
@@ -653,6 +668,7 @@ class Store:
         raw = self.redis.hget(Keys.attempts(cid), member)
         return json.loads(raw) if raw else None
 
+    @through_outages
     def transition(
         self,
         cid: str,
@@ -670,6 +686,7 @@ class Store:
                            _json_fields(fields), claim]
         return _text(self._transition(keys=keys, args=args))
 
+    @through_outages
     def finalise(
         self,
         cid: str,
