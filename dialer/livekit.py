@@ -9,12 +9,14 @@ would otherwise resend a CreateSIPParticipant on a timeout or 5xx.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import aiohttp
 from livekit import api
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from .settings import Settings
 
@@ -23,6 +25,27 @@ T = TypeVar("T")
 API_TIMEOUT_S = 10.0
 #: The SIP participant kind in ParticipantInfo.
 SIP_KIND = 3
+
+
+#: Tries of a call that is safe to repeat (reads, deletes) when LiveKit fails transiently.
+SAFE_TRIES = 3
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure that says nothing about the request: a 5xx from LiveKit itself or a transport error."""
+    if isinstance(exc, api.ServerError):
+        return exc.status >= 500
+    return isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError | concurrent.futures.TimeoutError)
+
+
+#: Reads and deletes give the same result when repeated, so a transient failure is tried again
+#: here, once, for every caller. Never used for CreateSIPParticipant or CreateDispatch.
+_idempotent: Callable[[Callable[..., T]], Callable[..., T]] = retry(
+    retry=retry_if_exception(_transient),
+    wait=wait_random_exponential(multiplier=0.1, max=0.5),
+    stop=stop_after_attempt(SAFE_TRIES),
+    reraise=True,
+)
 
 
 class LiveKitGateway:
@@ -71,6 +94,7 @@ class LiveKitGateway:
                                         max_participants=max_participants)
         self.run(self._api.room.create_room(request))
 
+    @_idempotent
     def delete_room(self, name: str) -> bool:
         """Delete a room; False when it was already gone."""
         try:
@@ -86,6 +110,7 @@ class LiveKitGateway:
         dispatch = self.run(self._api.agent_dispatch.create_dispatch(request))
         return str(dispatch.id)
 
+    @_idempotent
     def find_dispatch(self, room: str, agent_name: str) -> str | None:
         """The id of ``agent_name``'s dispatch in ``room``, if one exists."""
         try:
@@ -99,6 +124,7 @@ class LiveKitGateway:
                 return str(dispatch.id)
         return None
 
+    @_idempotent
     def delete_dispatch(self, dispatch_id: str, room: str) -> None:
         try:
             self.run(self._api.agent_dispatch.delete_dispatch(dispatch_id, room))
@@ -110,6 +136,7 @@ class LiveKitGateway:
         """CreateSIPParticipant; raises ``api.SipCallError`` or a transport error."""
         return self.run(self._api.sip.create_sip_participant(request))
 
+    @_idempotent
     def room_count(self) -> int:
         """How many rooms exist: a harmless call that proves the credentials work."""
         return len(self.run(self._api.room.list_rooms(api.ListRoomsRequest())).rooms)
@@ -119,6 +146,7 @@ class LiveKitGateway:
         items = self.run(self._api.sip.list_outbound_trunk(request)).items
         return any(item.sip_trunk_id == trunk_id for item in items)
 
+    @_idempotent
     def participants(self, room: str) -> list[Any] | None:
         """The room's participants, or None when the room does not exist."""
         try:

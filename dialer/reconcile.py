@@ -110,7 +110,7 @@ def _no_callee(store: Store, gateway: LiveKitGateway, settings: Settings, record
     since = float(attempt.get("empty_since") or now)
     if looks < NO_CALL_LOOKS or now - since < settings.dialer_no_call_settle_s:
         store.transition(cid, member, [state], state, LOOK_AGAIN_S,
-                         {"empty_looks": looks, "empty_since": since})
+                         {"empty_looks": looks, "empty_since": since, "unreadable_since": 0})
         return 1
     try:
         gateway.delete_room(room)
@@ -139,7 +139,7 @@ def _unreadable(store: Store, settings: Settings, record: CampaignRecord, member
     give_up_s = settings.dialer_reconcile_give_up_s
     if now - since < give_up_s:
         log.warning("cannot read room of %s:%s yet: %s", record.id, member, exc)
-        store.transition(record.id, member, [state], state, RECONCILE_PERIOD_S, {"unreadable_since": since})
+        store.transition(record.id, member, [state], state, LOOK_AGAIN_S, {"unreadable_since": since})
         return 1
     answered = state is AttemptState.IN_CALL
     store.finalise(record.id, member, [state], verdict="final",

@@ -46,9 +46,10 @@ def test_live_workers_and_beat_clear_the_problems_and_a_dead_one_brings_them_bac
         wait_for(lambda: control.status(store, cid)["problems"] == [], timeout_s=30, interval_s=0.2,
                  what="heartbeats of the worker, beat, the pacer and the reconciler")
         worker.kill()
-        problems = wait_for(lambda: control.status(store, cid, stale_after_s=2)["problems"], timeout_s=15,
-                            interval_s=0.2, what="the dead worker to be noticed")
-    assert any(problem.startswith("no dial worker seen for ") for problem in problems)
+        problems = wait_for(lambda: [problem for problem in control.status(store, cid, stale_after_s=2)["problems"]
+                                     if problem.startswith("no dial worker seen for ")],
+                            timeout_s=20, interval_s=0.2, what="the dead worker to be noticed")
+    assert problems[0].endswith("start one: `celery -A dialer worker` (or `docker compose up -d worker`)")
 
 
 def test_doctor_passes_on_a_working_setup(redis_url: str, tmp_path: Path) -> None:
