@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import control, reports
+from . import control, metrics, reports
 from .config import load_config
 from .doctor import Verdict, run_checks
 from .errors import DialerError, UserError
@@ -40,6 +40,8 @@ app.add_typer(report_app, name="report")
 sandbox_app = typer.Typer(help="The embedded LiveKit emulator with simulated callees.",
                           no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
+metrics_app = typer.Typer(help="Prometheus metrics of every campaign, worker and trunk.", no_args_is_help=True)
+app.add_typer(metrics_app, name="metrics")
 
 console = Console()
 #: Messages to stderr never wrap: scripts read errors as one line.
@@ -508,6 +510,22 @@ def sandbox_serve(
                       f"export LIVEKIT_URL=http://{host}:{port} LIVEKIT_API_KEY={key} "
                       f"LIVEKIT_API_SECRET={secret}")
     serve(host, port, scenario, key, secret, conversation_sink=make_sink(open_store()))
+
+
+@metrics_app.command("serve")
+def metrics_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = metrics.DEFAULT_PORT,
+) -> None:
+    """Serve /metrics for Prometheus (read from Redis at each scrape)."""
+    store = open_store()
+    err_console.print(f"metrics on http://{host}:{port}/metrics")
+    try:
+        metrics.serve(store, host, port)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command("doctor")

@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -61,6 +61,8 @@ ROOM_EMPTY_TIMEOUT_S = 60
 RESOLVE_POLL_S = 0.25
 #: Looks without the callee, at least, before a dial counts as never placed (with the settle time).
 NO_CALL_LOOKS = 3
+#: Buckets (s) of the time from a dial task's claim to its first INVITE, for the metrics.
+DIAL_LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: Longest nap while waiting for a calls-per-second slot (the lease is renewed after each).
 RATE_POLL_MAX_S = 1.0
 CAMPAIGN_CACHE_S = 5.0
@@ -164,6 +166,8 @@ class _Attempt:
     claim: str = ""
     #: INVITEs this task sent for the attempt.
     invites: int = 0
+    #: When this task claimed the attempt (monotonic clock).
+    claimed_at: float = field(default_factory=time.monotonic)
 
     @property
     def member(self) -> str:
@@ -420,6 +424,8 @@ class Dialer:
         request.max_call_duration.seconds = config.max_call_duration_s
         attempt.invites += 1
         log.info("INVITE %s (try %d)", mask(attempt.number), attempt.invites, extra=attempt.log_extra)
+        if attempt.invites == 1:
+            self.store.observe("dial_latency_s", time.monotonic() - attempt.claimed_at, DIAL_LATENCY_BUCKETS_S)
         try:
             return self.gateway.dial(request)
         except api.ServerError as exc:

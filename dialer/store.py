@@ -121,6 +121,7 @@ class Keys:
     def heartbeats(role: str) -> str:
         return f"{PREFIX}:heartbeats:{role}"  #: zset process name -> last heartbeat (server clock)
 
+    metrics = f"{PREFIX}:metrics"  #: hash of process-wide histograms ("name:le:bound", "name:sum")
     leases = f"{PREFIX}:leases"  #: zset "cid:contact:seq" -> lease expiry, for the reconciler
     running = f"{PREFIX}:running"  #: set of running campaign ids
     pacer_lock = f"{PREFIX}:lock:pacer"  #: the single active pacer
@@ -406,6 +407,13 @@ class Store:
             for raw in self.redis.lrange(Keys.rejects(cid), start, start + READ_BATCH - 1):
                 yield json.loads(raw)
 
+    def recent_campaign_ids(self, limit: int) -> list[str]:
+        """The ``limit`` most recently created campaigns' ids."""
+        return [_text(cid) for cid in self.redis.zrevrange(Keys.campaigns, 0, limit - 1)]
+
+    def trunk_in_flight(self, trunk: str) -> int:
+        return int(self.redis.zcard(Keys.trunk_active(trunk)))
+
     def contact_count(self, cid: str) -> int:
         return int(self.redis.hlen(Keys.contacts(cid)))
 
@@ -621,6 +629,21 @@ class Store:
         entries, (seconds, micros) = pipe.execute()
         now = float(seconds) + micros / 1e6
         return {_text(name): max(0.0, now - float(at)) for name, at in entries}
+
+    def observe(self, name: str, value: float, buckets: Sequence[float]) -> None:
+        """Add ``value`` to the histogram ``name``, kept in Redis so every worker adds to one."""
+        pipe = self.redis.pipeline(transaction=False)
+        for bound in [*(b for b in buckets if value <= b), math.inf]:
+            pipe.hincrby(Keys.metrics, f"{name}:le:{bound:g}", 1)
+        pipe.hincrbyfloat(Keys.metrics, f"{name}:sum", value)
+        pipe.execute()
+
+    def histogram(self, name: str) -> tuple[dict[str, float], float]:
+        """({bound: cumulative count}, sum) of the histogram ``name``."""
+        raw = {_text(k): float(v) for k, v in self.redis.hgetall(Keys.metrics).items()}
+        prefix = f"{name}:le:"
+        buckets = {key[len(prefix):]: value for key, value in raw.items() if key.startswith(prefix)}
+        return buckets, raw.get(f"{name}:sum", 0.0)
 
     def server_time(self) -> float:
         """The Redis server's clock: the one clock every lease and rate limit is read in."""

@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from celery.signals import beat_init, worker_ready, worker_shutdown
+from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, worker_ready, worker_shutdown
 
 from .celery import app
 from .config import parse_config
@@ -16,6 +16,7 @@ from .dialing import Dialer
 from .ingest import ingest_file
 from .livekit import LiveKitGateway
 from .liveness import Heartbeat, Role
+from .logs import use_json
 from .pacer import pace as pace_campaigns
 from .reconcile import reconcile as reconcile_attempts
 from .settings import get_settings
@@ -96,3 +97,10 @@ def _beat_heartbeat(sender: Any = None, **_: Any) -> None:
 def _stop_heartbeats(**_: Any) -> None:
     while _heartbeats:
         _heartbeats.pop().stop()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _log_format(logger: Any = None, **_: Any) -> None:
+    if logger is not None and get_settings().dialer_log_format == "json":
+        use_json(logger)

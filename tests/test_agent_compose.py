@@ -20,8 +20,9 @@ import yaml
 from dialer.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = {"redis", "livekit", "sip", "worker", "beat", "agent"}
-OURS = {"worker": "celery -A dialer worker", "beat": "celery -A dialer beat", "agent": "python -m agent_worker start"}
+SERVICES = {"redis", "livekit", "sip", "worker", "beat", "agent", "metrics"}
+OURS = {"worker": "celery -A dialer worker", "beat": "celery -A dialer beat", "agent": "python -m agent_worker start",
+        "metrics": "dialer metrics serve"}
 TEST_KEY, TEST_SECRET = "APIcomposetest", "s3cr3t" * 6
 
 

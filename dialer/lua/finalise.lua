@@ -29,6 +29,11 @@ redis.call('ZREM', KEYS[5], member)
 redis.call('ZREM', KEYS[6], cid .. ':' .. member)
 redis.call('ZREM', KEYS[7], cid .. ':' .. member)
 redis.call('HINCRBY', KEYS[4], 'in_flight', -1)
+-- Attempts by result and SIP code, for the metrics: the SIP class when a SIP answer came,
+-- 'not_dialed' when no INVITE left, else the outcome given.
+local result = attempt.sip_class or (attempt.invite_sent == false and 'not_dialed') or outcome
+local code = attempt.sip_code and string.format('%d', attempt.sip_code) or ''
+redis.call('HINCRBY', KEYS[4], 'attempts:' .. result .. ':' .. code, 1)
 
 local status = cjson.decode(redis.call('HGET', KEYS[2], contact) or '{"seq":0,"attempts":0}')
 if counts then status.attempts = (status.attempts or 0) + 1 end
