@@ -289,9 +289,11 @@ class Dialer:
         """The calls-per-second limits of this INVITE, slowed while the trunk backs off."""
         trunk = self.store.trunk_of(attempt.cid)
         factor = pace_factor(self.store, trunk)
-        limits = [RateLimit.per_second(f"campaign:{attempt.cid}", attempt.config.calls_per_second * factor)]
+        guard_s = self.settings.dialer_rate_guard_s
+        limits = [RateLimit.per_second(f"campaign:{attempt.cid}", attempt.config.calls_per_second * factor, guard_s)]
         if self.settings.dialer_trunk_calls_per_second > 0:
-            limits.append(RateLimit.per_second(f"trunk:{trunk}", self.settings.dialer_trunk_calls_per_second * factor))
+            limits.append(RateLimit.per_second(f"trunk:{trunk}", self.settings.dialer_trunk_calls_per_second * factor,
+                                               guard_s))
         return limits
 
     def _stop(self, attempt: _Attempt, dispatch_id: str | None, stop: _Stop) -> str:

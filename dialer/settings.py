@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     #: Trunk-wide limits, applied on top of each campaign's own (0 = no extra limit).
     dialer_trunk_max_concurrent_calls: int = Field(default=0, ge=0)
     dialer_trunk_calls_per_second: float = Field(default=0, ge=0)
+    #: Seconds added to every calls-per-second window: the jitter allowed between the moment an
+    #: INVITE is admitted and the moment it reaches LiveKit, so a burst of late requests still
+    #: arrives within the caps (0.05 s costs 5% of a 1 call/s trunk).
+    dialer_rate_guard_s: float = Field(default=0.05, ge=0, le=1)
     #: Threads per Celery worker process (each ringing call holds one).
     dialer_worker_concurrency: int = Field(default=DEFAULT_WORKER_CONCURRENCY, ge=1)
 

@@ -184,12 +184,13 @@ class RateLimit:
     window_s: float
 
     @classmethod
-    def per_second(cls, scope: str, calls_per_second: float) -> RateLimit:
-        """A fractional rate as whole events over a longer window: 0.5/s is 1 per 2 s."""
+    def per_second(cls, scope: str, calls_per_second: float, guard_s: float = 0.0) -> RateLimit:
+        """A fractional rate as whole events over a longer window: 0.5/s is 1 per 2 s.
+        ``guard_s`` lengthens the window by the jitter between admitting an INVITE and its arrival."""
         if calls_per_second <= 0:
             return cls.none()
         events = max(1, math.ceil(calls_per_second))
-        return cls(scope, events, events / calls_per_second)
+        return cls(scope, events, events / calls_per_second + guard_s)
 
     @classmethod
     def none(cls) -> RateLimit:

@@ -36,7 +36,8 @@ def check_calls(calls: list[dict[str, Any]], *, max_concurrent: int, calls_per_s
     assert max(itertools.accumulate(delta for _, delta in events)) <= max_concurrent
     starts = sorted(c["started_at"] for c in calls)
     per_window = max(1, int(calls_per_second))
-    assert all(starts[i + per_window] - starts[i] >= 1.0 - 0.02 for i in range(len(starts) - per_window))
+    spans = [starts[i + per_window] - starts[i] for i in range(len(starts) - per_window)]
+    assert min(spans, default=1.0) >= 1.0 - 0.02, (min(spans), sum(1 for x in spans if x < 0.98), len(spans))
 
 
 def env_for(box: Any, tmp: Path, **extra: str) -> dict[str, str]:
@@ -51,23 +52,25 @@ def test_a_worker_killed_every_few_seconds_loses_nobody_and_calls_nobody_twice(
     redis_url: str, tmp_path: Path
 ) -> None:
     store = Store.from_url(redis_url)
-    scenario = {"ring_s": 0.5, "talk_s": 0.3, "default": ["answer"]}
-    numbers = [f"202-555-{n:04d}" for n in range(100, 400)]
+    scenario = {"ring_s": 1.0, "talk_s": 0.3, "default": ["answer"]}
+    numbers = [f"+1202555{n:04d}" for n in range(2_000)]
     kills = 0
     with sandbox(redis_url, tmp_path, scenario) as box:
-        env = env_for(box, tmp_path)
+        # Three workers, the sandbox and the suite share two cores here: requests admitted 1 s
+        # apart can reach the sandbox up to ~100 ms closer together, so the guard is widened.
+        env = env_for(box, tmp_path, DIALER_RATE_GUARD_S="0.15")
         steady = Worker(redis_url, "-B", "--schedule", str(tmp_path / "beat"), env=env, name="steady")
         victim = Worker(redis_url, env=env, name="victim-0")
         try:
             steady.wait_ready()
             victim.wait_ready()
-            cid = create_campaign(store, tmp_path, numbers, calls_per_second=40, max_concurrent_calls=30,
+            cid = create_campaign(store, tmp_path, numbers, calls_per_second=80, max_concurrent_calls=120,
                                   ring_timeout_s=3, max_attempts=1)
             control.start(store, settings_for(redis_url, box), cid)
-            deadline = time.monotonic() + 100
+            deadline = time.monotonic() + 110
             while store.get_campaign(cid).state is not CampaignState.COMPLETED and time.monotonic() < deadline:
                 time.sleep(3)  # the fault's own rhythm: a kill every few seconds
-                if kills < 4:
+                if kills < 6:
                     victim.kill()
                     kills += 1
                     victim = Worker(redis_url, env=env, name=f"victim-{kills}")
@@ -76,12 +79,12 @@ def test_a_worker_killed_every_few_seconds_loses_nobody_and_calls_nobody_twice(
         finally:
             victim.stop()
             steady.stop()
-    assert kills == 4
+    assert kills == 6
     assert store.get_campaign(cid).state is CampaignState.COMPLETED
     outcomes = outcomes_by_number(store, cid)
     assert len(outcomes) == len(numbers)
     assert {outcome for outcome, _ in outcomes.values()} <= {"answered", "carrier_error"}
-    check_calls(calls, max_concurrent=30, calls_per_second=40)
+    check_calls(calls, max_concurrent=120, calls_per_second=80)
 
 
 def test_two_beats_by_mistake_still_pace_once(redis_url: str, tmp_path: Path) -> None:
