@@ -34,8 +34,9 @@ from dialer.settings import Settings
 from dialer.store import Keys, RateLimit, Store
 
 A, B = "+12025550180", "+12025550181"
+SLOW = "+12025550182"  #: rings 3 s before answering
 SCENARIO = {"ring_s": 0.05, "talk_s": 0.2, "default": ["answer"],
-            "numbers": {"+12025550182": {"outcomes": ["answer"], "ring_s": 3.0},
+            "numbers": {SLOW: {"outcomes": ["answer"], "ring_s": 3.0},
                         "+12025550183": ["decline"]}}
 
 
@@ -76,6 +77,13 @@ def queue(store: Store, cid: str, contact_ids: list[int]) -> list[tuple[int, int
     members = store.queue_attempts(cid, TRUNK, contact_ids, now=time.time() + 3600, lease_s=60,
                                    max_concurrent=100, trunk_max_concurrent=0)
     return [(int(m.split(":")[0]), int(m.split(":")[1])) for m in members]
+
+
+def ringing_attempt(store: Store, config: Settings, tmp_path: Path) -> tuple[str, int, int]:
+    """A queued attempt to a callee who rings 3 s: (campaign id, contact id, seq)."""
+    cid = start(store, config, tmp_path, [SLOW], ring_timeout_s=5)
+    [(contact, seq)] = queue(store, cid, [2])
+    return cid, contact, seq
 
 
 def invites_to(box: Sandbox, number: str) -> list[dict[str, Any]]:
@@ -311,20 +319,18 @@ def test_an_unknown_outcome_is_not_settled_by_one_empty_look(
     store: Store, box: Sandbox, tmp_path: Path, redis_url: str, gateways: list[LiveKitGateway]
 ) -> None:
     config = settings(redis_url, box)
-    slow = "+12025550182"  # rings 3 s
-    cid = start(store, config, tmp_path, [slow], ring_timeout_s=5)
-    [(a, seq)] = queue(store, cid, [2])
+    cid, a, seq = ringing_attempt(store, config, tmp_path)
     room = f"dial-{cid}-{a}-{seq}"
     looks: list[float] = []
 
     def late_livekit(seconds: float) -> None:
         looks.append(seconds)
         if len(looks) == 1:  # after the first empty look, LiveKit places the participant after all
-            place_callee(box, room, f"callee-{a}", slow)
+            place_callee(box, room, f"callee-{a}", SLOW)
         time.sleep(seconds)
 
     assert dialer(store, config, gateways, _LostReply, sleep=late_livekit).dial(cid, a, seq) == "answered"
-    assert len(invites_to(box, slow)) == 1
+    assert len(invites_to(box, SLOW)) == 1
     wait_for(lambda: (store.contact_status(cid, a) or {}).get("outcome") == "answered", timeout_s=10)
     assert (store.contact_status(cid, a) or {})["attempts"] == 1
 
@@ -396,13 +402,12 @@ def test_a_retried_dispatch_never_puts_two_agents_in_one_call(
     store: Store, box: Sandbox, tmp_path: Path, redis_url: str, gateways: list[LiveKitGateway]
 ) -> None:
     config = settings(redis_url, box)
-    cid = start(store, config, tmp_path, ["+12025550182"], ring_timeout_s=5)  # rings 3 s
-    [(contact, seq)] = queue(store, cid, [2])
+    cid, contact, seq = ringing_attempt(store, config, tmp_path)
     room = f"dial-{cid}-{contact}-{seq}"
     task = threading.Thread(target=dialer(store, config, gateways, _DispatchReplyLost,
                                           sleep=lambda s: None).dial, args=(cid, contact, seq))
     task.start()
-    wait_for(lambda: invites_to(box, "+12025550182"), timeout_s=10, what="the INVITE")
+    wait_for(lambda: invites_to(box, SLOW), timeout_s=10, what="the INVITE")
 
     async def dispatches() -> int:
         async with api.LiveKitAPI(box.url, API_KEY, API_SECRET) as client:
@@ -419,21 +424,19 @@ def test_a_claim_lost_to_redis_never_leads_to_a_second_invite(
     store: Store, box: Sandbox, tmp_path: Path, redis_url: str, gateways: list[LiveKitGateway]
 ) -> None:
     config = settings(redis_url, box)
-    slow = "+12025550182"  # rings 3 s
-    cid = start(store, config, tmp_path, [slow], ring_timeout_s=5)
-    [(contact, seq)] = queue(store, cid, [2])
+    cid, contact, seq = ringing_attempt(store, config, tmp_path)
     member = f"{contact}:{seq}"
     before_claim = store.redis.hget(Keys.attempts(cid), member)
     results: list[str] = []
     first = threading.Thread(target=lambda: results.append(dialer(store, config, gateways).dial(cid, contact, seq)))
     first.start()
-    wait_for(lambda: invites_to(box, slow), timeout_s=10, what="the first INVITE")
+    wait_for(lambda: invites_to(box, SLOW), timeout_s=10, what="the first INVITE")
     # Redis restarts from an AOF that lost the last second: the claim is gone, the attempt queued.
     store.redis.hset(Keys.attempts(cid), member, before_claim)  # type: ignore[arg-type]
     assert dialer(store, config, gateways).dial(cid, contact, seq) == "in_progress"
     first.join(timeout=20)
     assert results == ["answered"]
-    assert len(invites_to(box, slow)) == 1
+    assert len(invites_to(box, SLOW)) == 1
 
 
 # -- the reconciler: per attempt, on evidence, by a deadline --------------------------------------
