@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from livekit.agents import Agent, FunctionTool, RunContext, ToolError, function_tool
 from livekit.agents.llm import Tool, Toolset
 
+from dialer.dialing import CALLBACK_HORIZON
 from dialer.models import DispatchMetadata
 
 from . import prompts
@@ -20,8 +21,8 @@ from .record import CallRecord
 
 log = logging.getLogger(__name__)
 
-#: How far ahead a callback may be scheduled.
-MAX_CALLBACK_AHEAD = timedelta(days=90)
+#: How far ahead a callback may be scheduled: as far as the dialer keeps callbacks.
+MAX_CALLBACK_AHEAD = CALLBACK_HORIZON
 #: The campaign disposition a scheduled callback implies, when the campaign has it.
 CALLBACK_DISPOSITION = "callback_requested"
 
@@ -154,7 +155,7 @@ class OutboundAgent(Agent):
         if moment <= now:
             raise ToolError("That time has already passed. Agree on a time in the future.")
         if moment - now > MAX_CALLBACK_AHEAD:
-            raise ToolError("That is too far ahead. Agree on a time within the next three months.")
+            raise ToolError(f"That is too far ahead. Agree on a time within the next {MAX_CALLBACK_AHEAD.days} days.")
         return moment
 
     def _callee_zone(self) -> ZoneInfo:

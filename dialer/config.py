@@ -15,6 +15,7 @@ from .window import CallingWindow, zone
 from .yamlfile import read_yaml
 
 DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_MAX_CALLBACKS = 1
 DEFAULT_MAX_CONCURRENT_CALLS = 10
 DEFAULT_CALLS_PER_SECOND = 1.0
 DEFAULT_RING_TIMEOUT_S = 30
@@ -79,6 +80,9 @@ class CampaignConfig(BaseModel):
     #: IANA zone used when a number's own zones cannot be called together.
     default_timezone: str | None = None
     max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=50)
+    #: Callbacks the agent may schedule per contact (re-dials at the time the callee asked for,
+    #: counted apart from ``max_attempts``).
+    max_callbacks: int = Field(default=DEFAULT_MAX_CALLBACKS, ge=0, le=10)
     retry_delay_s: RetryDelays = RetryDelays()
     calling_window: CallingWindow = CallingWindow()
     max_concurrent_calls: int = Field(default=DEFAULT_MAX_CONCURRENT_CALLS, ge=1, le=100_000)

@@ -66,6 +66,8 @@ DIAL_LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: Longest nap while waiting for a calls-per-second slot (the lease is renewed after each).
 RATE_POLL_MAX_S = 1.0
 CAMPAIGN_CACHE_S = 5.0
+#: How far ahead a callback the callee asked for is kept; later ones are recorded, not scheduled.
+CALLBACK_HORIZON = timedelta(days=30)
 #: The calling window must stay open this long past the INVITE.
 WINDOW_GUARD = timedelta(seconds=2)
 
@@ -610,11 +612,29 @@ def finish_call(store: Store, call_id: str, result: CallResult, now: float | Non
         store.dnc_add([contact["phone_e164"]])
     record = store.get_campaign(cid)
     ended = result.ended_at or now or time.time()
+    due_at, skipped = callback_due(result, ended)
     return store.finalise(
         cid, f"{contact_id}:{seq}", [AttemptState.DIALING, AttemptState.IN_CALL], now=ended,
-        verdict="final", outcome=result.outcome, counts=True, max_attempts=record.config.max_attempts,
+        verdict="final" if due_at is None else "callback", outcome=result.outcome, counts=True,
+        due_at=due_at or 0.0, max_attempts=record.config.max_attempts, max_callbacks=record.config.max_callbacks,
         fields={"answered_at": result.answered_at, "ended_at": ended, "talk_s": result.talk_s,
                 "disposition": result.disposition, "sip_call_id": result.sip_call_id,
-                "reason": result.error or result.disposition},
+                "reason": result.error or result.disposition, "callback_skipped": skipped or None},
         result=result.model_dump(mode="json"),
     )
+
+
+def callback_due(result: CallResult, ended_at: float) -> tuple[float | None, str]:
+    """When to call back a callee who asked for it (None when not), and why a request is not kept."""
+    if not result.callback_at or result.outcome is not Outcome.ANSWERED:
+        return None, ""
+    try:
+        moment = datetime.fromisoformat(result.callback_at)
+    except ValueError:
+        return None, f"callback time {result.callback_at!r} is not an ISO 8601 date and time"
+    due = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    if due <= ended_at:
+        return None, f"callback time {result.callback_at} had passed when the call ended"
+    if due - ended_at > CALLBACK_HORIZON.total_seconds():
+        return None, f"callback time {result.callback_at} is more than {CALLBACK_HORIZON.days} days ahead"
+    return due, ""

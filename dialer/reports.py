@@ -44,6 +44,8 @@ TRANSCRIPT_CELL_CHARS = 1_000
 FORMULA_START = re.compile(r"^[=+\-@\t\r]")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
+#: Callbacks the callee asked for: how many were scheduled, how many dialed, why one was not kept.
+CALLBACK_COLUMNS = ("callbacks_scheduled", "callbacks_done", "callback_skipped")
 TIME_COLUMNS = ("first_attempt_at", "last_attempt_at", "answered_at")
 ATTEMPT_TIME_COLUMNS = ("queued_at", "dial_started_at", "answered_at", "ended_at")
 
@@ -86,7 +88,8 @@ class ReportSpec:
                     "talk_s", "room"]
         return ["contact_id", *self.source_columns, "phone_e164", "number_type", "time_zones", "outcome",
                 "attempts", "dials", "last_sip_status", "last_sip_reason", "disposition", "notes",
-                *self.captured_columns, "callback_at", *TIME_COLUMNS, "talk_s", "sip_call_id", "transcript"]
+                *self.captured_columns, "callback_at", *CALLBACK_COLUMNS, *TIME_COLUMNS, "talk_s", "sip_call_id",
+                "transcript"]
 
 
 Columns = dict[str, list[Any]]
@@ -128,6 +131,9 @@ def _contact_columns(spec: ReportSpec, contacts: list[dict[str, Any]], statuses:
     for name in captured:
         columns[f"captured_{name}"] = [str((r.get("captured") or {}).get(name, "")) for r in results]
     columns["callback_at"] = [r.get("callback_at") or "" for r in results]
+    columns["callbacks_scheduled"] = [int(st.get("callbacks", 0)) for st in statuses]
+    columns["callbacks_done"] = [int(st.get("callbacks_done", 0)) for st in statuses]
+    columns["callback_skipped"] = [st.get("callback_skipped") or "" for st in statuses]
     columns["first_attempt_at"] = [st.get("first_attempt_at") for st in statuses]
     columns["last_attempt_at"] = [st.get("last_attempt_at") for st in statuses]
     columns["answered_at"] = [st.get("answered_at") or r.get("answered_at")

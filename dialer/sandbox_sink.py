@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -39,9 +40,14 @@ def make_sink(store: Store) -> Any:
         disposition = default_disposition
         if outcome is Outcome.ANSWERED and conversation.disposition and conversation.outcome != "hangup_early":
             disposition = conversation.disposition
+        callback_at = None
+        if conversation.callback_in_s:
+            callback_at = datetime.fromtimestamp(conversation.ended_at + conversation.callback_in_s, UTC).isoformat()
+            disposition = "callback_requested"
         result = CallResult(
             outcome=outcome,
             disposition=disposition,
+            callback_at=callback_at,
             answered_at=conversation.answered_at,
             ended_at=conversation.ended_at,
             talk_s=conversation.talk_s,

@@ -726,6 +726,7 @@ class Store:
         fields: dict[str, Any] | None = None,
         pause_reason: str = "",
         result: dict[str, Any] | None = None,
+        max_callbacks: int = 0,
     ) -> str:
         """End an attempt exactly once (see ``lua/finalise.lua``)."""
         keys = [Keys.attempts(cid), Keys.status(cid), Keys.due(cid), Keys.progress(cid),
@@ -733,7 +734,7 @@ class Store:
                 Keys.running, Keys.results(cid)]
         args: list[Any] = [cid, member, ",".join(s.value for s in expected), now, verdict, outcome.value,
                 "1" if counts else "0", due_at, max_attempts, _json_fields(fields), pause_reason,
-                json.dumps(result, ensure_ascii=False) if result is not None else ""]
+                json.dumps(result, ensure_ascii=False) if result is not None else "", max_callbacks]
         return _text(self._finalise(keys=keys, args=args))
 
     def _trunk_active_key(self, cid: str) -> str:

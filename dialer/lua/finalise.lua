@@ -2,11 +2,13 @@
 -- KEYS: 1 attempts hash, 2 status hash, 3 due zset, 4 progress hash, 5 campaign active zset,
 --       6 trunk active zset, 7 leases zset, 8 campaign hash, 9 running set, 10 results hash
 -- ARGV: 1 campaign id, 2 member, 3 expected states (comma separated), 4 now,
---       5 verdict: 'final' | 'retry' | 'requeue' | 'pause'
+--       5 verdict: 'final' | 'retry' | 'requeue' | 'pause' | 'callback' (the callee asked to be
+--         called back: due again at ARGV[8], counted apart from the attempts, at most ARGV[13] times)
 --       6 outcome (the final one, or the one to give when attempts run out)
 --       7 counts ('1' uses up an attempt), 8 due time for retry/requeue, 9 max attempts,
 --       10 json object of fields to merge into the attempt, 11 pause reason,
---       12 the call's result json, stored verbatim under the attempt ('' for none)
+--       12 the call's result json, stored verbatim under the attempt ('' for none),
+--       13 max callbacks per contact
 -- Returns the contact's resulting state: 'final:<outcome>', 'pending', or the attempt's
 -- state when it was not in an expected one (nothing changed).
 local raw = redis.call('HGET', KEYS[1], ARGV[2])
@@ -37,11 +39,17 @@ redis.call('HINCRBY', KEYS[4], 'attempts:' .. result .. ':' .. code, 1)
 
 local status = cjson.decode(redis.call('HGET', KEYS[2], contact) or '{"seq":0,"attempts":0}')
 if counts then status.attempts = (status.attempts or 0) + 1 end
+if status.callback_pending then
+  -- This attempt was the callback the contact asked for.
+  status.callback_pending = false
+  status.callbacks_done = (status.callbacks_done or 0) + 1
+end
 status.last_attempt = member
 local started = attempt.dial_started_at or attempt.queued_at
 status.first_attempt_at = status.first_attempt_at or started
 status.last_attempt_at = started
 status.dials = (status.dials or 0) + 1
+if attempt.callback_skipped then status.callback_skipped = attempt.callback_skipped end
 for _, k in ipairs({'sip_code', 'sip_status', 'reason', 'disposition'}) do
   status['last_' .. k] = attempt[k]
 end
@@ -59,6 +67,16 @@ if verdict == 'pause' then
     redis.call('SREM', KEYS[9], cid)
   end
   verdict = 'requeue'
+end
+if verdict == 'callback' then
+  if (status.callbacks or 0) >= tonumber(ARGV[13] ~= '' and ARGV[13] or '0') then
+    verdict = 'final'
+    status.callback_skipped = 'max_callbacks reached'
+  else
+    status.callbacks = (status.callbacks or 0) + 1
+    status.callback_pending = true
+    status.callback_due_at = tonumber(ARGV[8])
+  end
 end
 if verdict ~= 'final' then
   if campaign_state == 'cancelled' then

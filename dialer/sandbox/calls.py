@@ -284,6 +284,7 @@ class CallSimulator:
             ended_at=ended_at, talk_s=round(ended_at - answered_at, 3),
             transcript=tuple(dict(line) for line in TRANSCRIPTS[kind]),
             sip_call_id=record.sip_call_id, end_reason=reason,
+            callback_in_s=call.rule.callback_in_s if kind == "answer" else None,
         )
         if self.sink is not None:
             try:

@@ -37,6 +37,8 @@ class SimulatedConversation:
     sip_call_id: str
     #: ``completed``, or why the call was cut short (``room_deleted``, ...).
     end_reason: str = "completed"
+    #: The callee asked to be called back this many seconds after the call ended.
+    callback_in_s: float | None = None
 
 
 ConversationSink = Callable[[SimulatedConversation], Awaitable[None]]

@@ -116,6 +116,8 @@ class Rule(BaseModel):
     ring_s: float | None = Field(default=None, ge=0)
     talk_s: float | None = Field(default=None, ge=0)
     disposition: str | None = None
+    #: An answered call asks to be called back this many seconds after it ends.
+    callback_in_s: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="before")
     @classmethod
