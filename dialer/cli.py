@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import control, metrics, reports
+from . import preview as preview_mod
 from .config import load_config
 from .doctor import Verdict, run_checks
 from .errors import DialerError, UserError
@@ -241,6 +242,35 @@ def _status_table(data: dict[str, Any]) -> Table:
                      f"calls/s ({data['trunk_pace_factor']:.0%} of the configured rate)")
     table.caption = "\n".join(notes) or None
     return table
+
+
+@campaign_app.command("preview")
+def campaign_preview(
+    campaign_id: str,
+    avg_call_s: Annotated[float, typer.Option(help="Assumed length of a call (ringing and talking), seconds.")]
+    = preview_mod.DEFAULT_AVG_CALL_S,
+    as_json: JsonFlag = False,
+) -> None:
+    """Before start: who can be called now, who waits for their window and until when, and how long it takes."""
+    if avg_call_s <= 0:
+        raise UserError("--avg-call-s must be more than 0")
+    result = preview_mod.preview(open_store(), campaign_id, get_settings().now(), avg_call_s)
+    if as_json:
+        print_json(result.to_json_dict())
+        return
+    console.print(f"{result.waiting:,} of {result.contacts:,} contacts still to call: {result.callable_now:,} "
+                  f"callable now, {result.waiting_for_window:,} waiting for their window, "
+                  f"{result.blocked:,} blocked (no common window)")
+    table = Table()
+    for column in ("time zones", "contacts", "window opens (UTC)"):
+        table.add_column(column)
+    for group in result.groups:
+        table.add_row(group.time_zones, f"{group.contacts:,}", group.opens_at or "open now")
+    console.print(table)
+    hours = result.estimated_duration_s / 3600
+    console.print(f"at {result.calls_per_second:g} calls/s and {result.max_concurrent_calls} at once "
+                  f"({result.avg_call_s:g} s a call): about {hours:.1f} h for a first attempt to each, "
+                  "windows permitting")
 
 
 @campaign_app.command("status")
