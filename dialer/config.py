@@ -71,8 +71,11 @@ class CampaignConfig(BaseModel):
     #: The agent's instructions; ``{column}`` placeholders take the contact's CSV values.
     instructions: str = DEFAULT_INSTRUCTIONS
     greeting: str = DEFAULT_GREETING
-    #: The number shown to the callee (the SIP "from" number).
-    caller_id: str | None = None
+    #: The number shown to the callee (the SIP "from" number), or a pool of them.
+    caller_id: str | tuple[str, ...] | None = None
+    #: How a number is chosen from a pool: in turn, or one that shares the callee's country and
+    #: area code when the pool has one (local presence), else in turn.
+    caller_id_strategy: Literal["round_robin", "local_presence"] = "round_robin"
     #: Outbound SIP trunk id; defaults to the SIP_OUTBOUND_TRUNK_ID setting.
     trunk_id: str | None = None
     #: Region used to read numbers written in national format.
@@ -116,7 +119,24 @@ class CampaignConfig(BaseModel):
             zone(value)
         return value
 
-    @field_validator("caller_id", "transfer_number")
+    @field_validator("caller_id")
+    @classmethod
+    def _caller_ids(cls, value: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+        if isinstance(value, tuple):
+            if not value:
+                raise ValueError("a caller_id pool needs at least one number")
+            numbers = tuple(cls._e164(number) or "" for number in value)
+            return numbers[0] if len(numbers) == 1 else numbers
+        return cls._e164(value)
+
+    @property
+    def caller_ids(self) -> tuple[str, ...]:
+        """The caller ID pool ((), one number, or several)."""
+        if self.caller_id is None:
+            return ()
+        return (self.caller_id,) if isinstance(self.caller_id, str) else self.caller_id
+
+    @field_validator("transfer_number")
     @classmethod
     def _e164(cls, value: str | None) -> str | None:
         if value is None:

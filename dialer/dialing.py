@@ -34,6 +34,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from .callerid import choose as choose_caller_id
 from .config import CampaignConfig, render
 from .livekit import LiveKitGateway
 from .models import AttemptState, CallResult, CampaignState, DispatchMetadata, Outcome
@@ -170,6 +171,8 @@ class _Attempt:
     invites: int = 0
     #: When this task claimed the attempt (monotonic clock).
     claimed_at: float = field(default_factory=time.monotonic)
+    #: The number the callee sees, chosen once per attempt from the campaign's pool.
+    caller_id: str = ""
 
     @property
     def member(self) -> str:
@@ -270,7 +273,7 @@ class Dialer:
             admission = self.store.admit(
                 attempt.cid, attempt.member, claim=attempt.claim,
                 lease_s=dial_lease_s(self.settings, attempt.config), number=attempt.number, mode=mode,
-                limits=self._limits(attempt), nonce=nonce,
+                limits=self._limits(attempt), nonce=nonce, fields={"caller_id": attempt.caller_id or None},
             )
             if admission.ok:
                 return
@@ -347,6 +350,7 @@ class Dialer:
             self._count_ending(attempt, "setup_failed", f"LiveKit failed to set up the room ({exc})")
             self._clean_up(attempt, None)
             return "setup_failed"
+        attempt.caller_id = choose_caller_id(self.store, attempt.cid, attempt.config, attempt.number)
         try:
             info = self._dial_with_retries(attempt)
         except _Stop as stop:
@@ -416,7 +420,7 @@ class Dialer:
         request = api.CreateSIPParticipantRequest(
             sip_trunk_id=self.store.trunk_of(attempt.cid),
             sip_call_to=attempt.number,
-            sip_number=config.caller_id or "",
+            sip_number=attempt.caller_id,
             room_name=attempt.room,
             participant_identity=attempt.identity,
             participant_name=attempt.contact.get("variables", {}).get("first_name", ""),

@@ -84,10 +84,11 @@ class ReportSpec:
     def columns(self) -> list[str]:
         if self.attempts:
             return ["contact_id", *self.source_columns, "phone_e164", "attempt", "state", "result",
-                    "counted", "sip_status", "sip_reason", "reason", "disposition", *ATTEMPT_TIME_COLUMNS,
+                    "counted", "caller_id", "sip_status", "sip_reason", "reason", "disposition",
+                    *ATTEMPT_TIME_COLUMNS,
                     "talk_s", "room"]
         return ["contact_id", *self.source_columns, "phone_e164", "number_type", "time_zones", "outcome",
-                "attempts", "dials", "last_sip_status", "last_sip_reason", "disposition", "notes",
+                "attempts", "dials", "caller_id", "last_sip_status", "last_sip_reason", "disposition", "notes",
                 *self.captured_columns, "callback_at", *CALLBACK_COLUMNS, *TIME_COLUMNS, "talk_s", "sip_call_id",
                 "transcript"]
 
@@ -123,6 +124,7 @@ def _contact_columns(spec: ReportSpec, contacts: list[dict[str, Any]], statuses:
         "outcome": [st.get("outcome") or st.get("state") or "pending" for st in statuses],
         "attempts": [int(st.get("attempts", 0)) for st in statuses],
         "dials": [int(st.get("dials", 0)) for st in statuses],
+        "caller_id": [st.get("last_caller_id") or "" for st in statuses],
         "last_sip_status": [st.get("last_sip_code") for st in statuses],
         "last_sip_reason": [st.get("last_sip_status") or st.get("last_reason") or "" for st in statuses],
         "disposition": [r.get("disposition") or "" for r in results],
@@ -187,6 +189,7 @@ def iter_attempt_batches(store: Store, snapshot: Snapshot, spec: ReportSpec) -> 
             "state": [a.get("state", "") for a in attempts],
             "result": [a.get("sip_class") or ("answered" if a.get("answered_at") else "") for a in attempts],
             "counted": [bool(a.get("counted", False)) for a in attempts],
+            "caller_id": [a.get("caller_id") or "" for a in attempts],
             "sip_status": [a.get("sip_code") for a in attempts],
             "sip_reason": [a.get("sip_status") or "" for a in attempts],
             "reason": [a.get("reason") or "" for a in attempts],
@@ -236,7 +239,7 @@ def _arrow(spec: ReportSpec, columns: Columns, *, text_times: bool) -> pa.Table:
             arrays[name] = pa.array([None if v is None else int(v) for v in values], type=pa.int32())
         elif name == "transcript" and spec.full_transcript:
             arrays[name] = pa.array([orjson.dumps(v).decode() for v in values], type=pa.string())
-        elif name in ("contact_id", "attempts", "dials", "attempt"):
+        elif name in ("contact_id", "attempts", "dials", "attempt", "callbacks_scheduled", "callbacks_done"):
             arrays[name] = pa.array(values, type=pa.int64())
         elif name == "talk_s":
             arrays[name] = pa.array(values, type=pa.float64())

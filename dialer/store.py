@@ -69,6 +69,10 @@ class Keys:
         return f"{PREFIX}:campaign:{cid}:rejects"  #: list of skipped-row json
 
     @staticmethod
+    def caller_turns(cid: str) -> str:
+        return f"{PREFIX}:campaign:{cid}:caller_turns"  #: hash caller-ID pool -> next turn
+
+    @staticmethod
     def due(cid: str) -> str:
         return f"{PREFIX}:campaign:{cid}:due"  #: zset contact id -> earliest dial time
 
@@ -132,6 +136,7 @@ class Keys:
         return [
             cls.campaign(cid), cls.contacts(cid), cls.numbers(cid), cls.rejects(cid), cls.due(cid),
             cls.status(cid), cls.attempts(cid), cls.results(cid), cls.progress(cid), cls.active(cid),
+            cls.caller_turns(cid),
         ]
 
 
@@ -412,6 +417,10 @@ class Store:
         """The ``limit`` most recently created campaigns' ids."""
         return [_text(cid) for cid in self.redis.zrevrange(Keys.campaigns, 0, limit - 1)]
 
+    def next_turn(self, cid: str, pool: str) -> int:
+        """Whose turn it is in a caller-ID pool (0, 1, 2, ... across every worker)."""
+        return int(self.redis.hincrby(Keys.caller_turns(cid), pool, 1)) - 1
+
     def trunk_in_flight(self, trunk: str) -> int:
         return int(self.redis.zcard(Keys.trunk_active(trunk)))
 
@@ -592,7 +601,7 @@ class Store:
         return int(self.redis.zcard(Keys.active(cid)))
 
     def admit(self, cid: str, member: str, *, claim: str, lease_s: float, number: str, mode: str,
-              limits: Sequence[RateLimit] = (), nonce: str = "") -> Admission:
+              limits: Sequence[RateLimit] = (), nonce: str = "", fields: dict[str, Any] | None = None) -> Admission:
         """The atomic check right before an INVITE (see ``lua/admit.lua``)."""
         campaign_limit, trunk_limit = [*limits, RateLimit.none(), RateLimit.none()][:2]
         keys = [Keys.attempts(cid), Keys.campaign(cid), Keys.active(cid), self._trunk_active_key(cid),
@@ -600,7 +609,7 @@ class Store:
                 Keys.rate(trunk_limit.scope or f"trunk:{self.trunk_of(cid)}")]
         args: list[Any] = [cid, member, claim, lease_s, number, mode,
                            campaign_limit.events, campaign_limit.window_s,
-                           trunk_limit.events, trunk_limit.window_s, nonce]
+                           trunk_limit.events, trunk_limit.window_s, nonce, _json_fields(fields)]
         return Admission.parse(_text(self._admit(keys=keys, args=args)))
 
     def record_ending(self, cid: str, reason: str, *, window_s: float, min_attempts: int, failure_ratio: float,

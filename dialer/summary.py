@@ -52,10 +52,16 @@ def summarise(store: Store, cid: str) -> dict[str, Any]:
                     talk.append(talk_s)
                 zones_by_contact[contact_id] = (zones.split() or ["UTC"])[0]
         by_hour = [0] * 24
+        callers: dict[str, Counter[str]] = {}
         for member, attempt in snapshot.iter_attempts():
             started = attempt.get("dial_started_at")
             if started is None or attempt.get("invite_sent") is False:
                 continue
+            if attempt.get("caller_id"):
+                caller = callers.setdefault(attempt["caller_id"], Counter())
+                caller["attempts"] += 1
+                caller["answered"] += bool(attempt.get("answered_at"))
+                caller["spam_flagged"] += bool(attempt.get("spam_flagged"))
             contact_id = int(member.partition(":")[0])
             local = datetime.fromtimestamp(float(started), UTC).astimezone(
                 zone(zones_by_contact.get(contact_id, "UTC")))
@@ -86,6 +92,12 @@ def summarise(store: Store, cid: str) -> dict[str, Any]:
             "median": round(statistics.median(talk), 1) if talk else 0.0,
         },
         "calls_by_local_hour": by_hour,
+        # Per caller ID of the pool: a number the networks flag as spam (607/608) shows here first.
+        "caller_ids": {
+            number: {"attempts": c["attempts"], "answered": c["answered"],
+                     "answer_rate": _rate(c["answered"], c["attempts"]), "spam_flagged": c["spam_flagged"]}
+            for number, c in sorted(callers.items())
+        },
     }
 
 

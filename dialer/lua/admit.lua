@@ -9,7 +9,8 @@
 --       6 mode: 'hold' (check and renew) | 'invite' (also take the rate slots and log the try),
 --       7 campaign events per window, 8 campaign window seconds,
 --       9 trunk events per window (0 = no trunk limit), 10 trunk window seconds,
---       11 nonce: unique per INVITE try, so a re-run after a lost reply is not counted twice
+--       11 nonce: unique per INVITE try, so a re-run after a lost reply is not counted twice,
+--       12 json object of fields to merge into the attempt when an INVITE is admitted (caller ID)
 -- Returns 'ok'; 'wait:<seconds>' (no slot yet; the lease was renewed); 'lost:<state>' (another
 -- claim or an ending took the attempt: never dial); 'campaign:<state>'; or 'dnc'.
 local raw = redis.call('HGET', KEYS[1], ARGV[2])
@@ -60,6 +61,7 @@ if mode == 'invite' then
       redis.call('EXPIRE', scope[1], math.ceil(scope[3]) + 1)
     end
   end
+  for k, v in pairs(cjson.decode(ARGV[12] ~= '' and ARGV[12] or '{}')) do attempt[k] = v end
   attempt.invites = (attempt.invites or 0) + 1
   attempt.last_nonce = nonce
   attempt.last_invite_at = now

@@ -50,7 +50,7 @@ status.first_attempt_at = status.first_attempt_at or started
 status.last_attempt_at = started
 status.dials = (status.dials or 0) + 1
 if attempt.callback_skipped then status.callback_skipped = attempt.callback_skipped end
-for _, k in ipairs({'sip_code', 'sip_status', 'reason', 'disposition'}) do
+for _, k in ipairs({'sip_code', 'sip_status', 'reason', 'disposition', 'caller_id'}) do
   status['last_' .. k] = attempt[k]
 end
 if attempt.answered_at then
