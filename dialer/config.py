@@ -83,6 +83,8 @@ class CampaignConfig(BaseModel):
     #: IANA zone used when a number's own zones cannot be called together.
     default_timezone: str | None = None
     max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=50)
+    #: Pause between the answer and an extension's DTMF digits (LiveKit waits 0.5 s per "w").
+    extension_pause_s: float = Field(default=1.0, ge=0, le=30)
     #: Callbacks the agent may schedule per contact (re-dials at the time the callee asked for,
     #: counted apart from ``max_attempts``).
     max_callbacks: int = Field(default=DEFAULT_MAX_CALLBACKS, ge=0, le=10)

@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -117,6 +118,11 @@ def dispatch_metadata(
 #: Failures that are ours or the carrier's, never the callee's: what the circuit breaker counts.
 BREAKER_REASONS = (SipClass.CARRIER_ERROR.value, SipClass.CAPACITY.value, SipClass.UNKNOWN.value,
                    "unknown_outcome", "setup_failed")
+
+
+def dtmf(extension: str, pause_s: float) -> str:
+    """The digits LiveKit SIP plays once the call is answered: a pause ('w' is 0.5 s), then them."""
+    return "w" * math.ceil(pause_s / 0.5) + extension
 
 
 def dial_lease_s(settings: Settings, config: CampaignConfig) -> float:
@@ -428,6 +434,8 @@ class Dialer:
             wait_until_answered=True,
             play_dialtone=False,
         )
+        if attempt.contact.get("extension"):
+            request.dtmf = dtmf(attempt.contact["extension"], config.extension_pause_s)
         request.ringing_timeout.seconds = config.ring_timeout_s
         request.max_call_duration.seconds = config.max_call_duration_s
         attempt.invites += 1

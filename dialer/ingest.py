@@ -20,7 +20,7 @@ from . import csvfile
 from .config import CampaignConfig
 from .errors import ConfigError, IngestError
 from .models import Contact
-from .phones import PhoneNormalizer, PhoneRejected
+from .phones import PhoneNormalizer, PhoneRejected, split_extension
 from .store import Store
 from .window import can_call_together, zone
 
@@ -211,8 +211,9 @@ def _ingest_rows(
                 _reject(summary, skipped, row_number, values, REASON_TOO_MANY_FIELDS,
                         f"row has more fields than the {len(fmt.columns)} in the header")
                 continue
+            number, extension = split_extension(phones[offset])
             try:
-                info = normalizer.normalize(phones[offset])
+                info = normalizer.normalize(number)
             except PhoneRejected as exc:
                 _reject(summary, skipped, row_number, values, exc.reason.value, exc.detail)
                 continue
@@ -230,9 +231,10 @@ def _ingest_rows(
                 number_type=info.number_type,
                 time_zones=resolved,
                 variables={name: values[name] for name in variable_cols},
+                extension=extension,
             )
             by_id[row_number] = values
-            candidates.append((row_number, info.e164, json.dumps(contact.to_json_dict(), ensure_ascii=False)))
+            candidates.append((row_number, contact.dial_key, json.dumps(contact.to_json_dict(), ensure_ascii=False)))
         letters = store.store_contacts(summary.campaign_id, candidates)
         for (contact_id, e164, _), letter in zip(candidates, letters, strict=True):
             if letter == "A":

@@ -51,9 +51,16 @@ class Contact:
     number_type: str
     time_zones: tuple[str, ...]
     variables: dict[str, str] = field(default_factory=dict)
+    #: Digits sent as DTMF once the call is answered ("x12" in the file); "" for none.
+    extension: str = ""
+
+    @property
+    def dial_key(self) -> str:
+        """What makes a row a duplicate: the number, and its extension if any."""
+        return f"{self.phone_e164};ext={self.extension}" if self.extension else self.phone_e164
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "id": self.id,
             "phone_e164": self.phone_e164,
             "phone_raw": self.phone_raw,
@@ -61,6 +68,9 @@ class Contact:
             "time_zones": list(self.time_zones),
             "variables": self.variables,
         }
+        if self.extension:
+            data["extension"] = self.extension
+        return data
 
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> Contact:
@@ -71,6 +81,7 @@ class Contact:
             number_type=data.get("number_type", ""),
             time_zones=tuple(data.get("time_zones", ())),
             variables=dict(data.get("variables", {})),
+            extension=str(data.get("extension", "")),
         )
 
 

@@ -87,7 +87,7 @@ class ReportSpec:
                     "counted", "caller_id", "sip_status", "sip_reason", "reason", "disposition",
                     *ATTEMPT_TIME_COLUMNS,
                     "talk_s", "room"]
-        return ["contact_id", *self.source_columns, "phone_e164", "number_type", "time_zones", "outcome",
+        return ["contact_id", *self.source_columns, "phone_e164", "extension", "number_type", "time_zones", "outcome",
                 "attempts", "dials", "caller_id", "last_sip_status", "last_sip_reason", "disposition", "notes",
                 *self.captured_columns, "callback_at", *CALLBACK_COLUMNS, *TIME_COLUMNS, "talk_s", "sip_call_id",
                 "transcript"]
@@ -119,6 +119,7 @@ def _contact_columns(spec: ReportSpec, contacts: list[dict[str, Any]], statuses:
         "contact_id": [contact["id"] for contact in contacts],
         **_source_columns(spec, contacts),
         "phone_e164": [contact["phone_e164"] for contact in contacts],
+        "extension": [contact.get("extension", "") for contact in contacts],
         "number_type": [contact.get("number_type", "") for contact in contacts],
         "time_zones": [" ".join(contact.get("time_zones", ())) for contact in contacts],
         "outcome": [st.get("outcome") or st.get("state") or "pending" for st in statuses],

@@ -11,7 +11,8 @@ compiled metadata of ``_fast`` when it can be and by phonenumbers itself
 
 from __future__ import annotations
 
+from ._cells import split_extension
 from ._model import PhoneInfo, PhoneRejected, RejectReason
 from ._normalizer import PhoneNormalizer
 
-__all__ = ["PhoneInfo", "PhoneNormalizer", "PhoneRejected", "RejectReason"]
+__all__ = ["PhoneInfo", "PhoneNormalizer", "PhoneRejected", "RejectReason", "split_extension"]

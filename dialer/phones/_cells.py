@@ -140,6 +140,22 @@ def _prepare_text(text: str) -> str:
     return text
 
 
+_MAYBE_EXTENSION = re.compile(r"[xX#;,]|[eE][xX][tT]", re.ASCII)
+
+
+def split_extension(raw: object) -> tuple[object, str]:
+    """(the number without its extension, the extension's digits) for cells such as
+    "(617) 555-0106 x12", "+1 617 555 0106;ext=12" or "617-555-0106,,12"; ('', no digits)
+    cells come back unchanged with ''. What is left is checked like any other number."""
+    if type(raw) is not str or not _MAYBE_EXTENSION.search(raw):
+        return raw, ""
+    text = _trim(_trim(raw).rstrip("#"))
+    extension = _EXTENSION.search(text)
+    if extension and _DIGIT.search(text, 0, extension.start()):
+        return _trim(text[:extension.start()]), extension[1]
+    return raw, ""
+
+
 def extension_rejected(extension: str) -> PhoneRejected:
     return PhoneRejected(
         RejectReason.EXTENSION,

@@ -129,7 +129,7 @@ class CallSimulator:
             from_number=request.sip_number, started_at=now, outcome=outcome.value,
             sip_call_id=sip_call_id, participant_sid=participant.sid, invite=invite,
             request_id=request_id, wait_until_answered=request.wait_until_answered,
-            ringing_timeout_s=ringing_timeout_s,
+            ringing_timeout_s=ringing_timeout_s, dtmf=request.dtmf,
         )
         loop = asyncio.get_running_loop()
         call = SipCall(record=record, outcome=outcome, rule=rule, ring_s=self.scenario.ring_s_of(rule),
@@ -238,6 +238,8 @@ class CallSimulator:
         self._set_status(call, CallStatus.ACTIVE)
         call.participant.is_publisher = True
         call.record.answered_at = time.time()
+        if call.record.dtmf:
+            call.record.dtmf_played_at = call.record.answered_at + 0.5 * call.record.dtmf.count("w")
         room = self.rooms.get(call.record.room)
         call.dispatch_metadata = room.first_dispatch_metadata() if room else None
         log.info("call to %s answered (%s)", mask(call.record.number), call.outcome.value,

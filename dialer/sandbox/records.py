@@ -77,6 +77,11 @@ class CallRecord:
     #: Set when the ``error_after_rate`` fault answered 503 after doing the work.
     api_error_after: bool = False
     transferred_to: str | None = None
+    #: DTMF digits asked for (``dtmf`` of the request); LiveKit SIP plays them once the call is
+    #: answered, each "w" a 0.5 s pause first (livekit/sip pkg/sip/outbound.go).
+    dtmf: str = ""
+    #: When the digits (after their pauses) were played; None until the answer.
+    dtmf_played_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
