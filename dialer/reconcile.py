@@ -51,7 +51,9 @@ PRESENT = ("dialing", "ringing", "automation", "active", "hangup")
 
 def reconcile(store: Store, gateway: LiveKitGateway, settings: Settings, token: str) -> int | None:
     """Finalise or extend every expired attempt; None when another reconciler runs."""
-    if not store.try_lock(Keys.reconciler_lock, token, ttl_s=RECONCILE_PERIOD_S * 6):
+    # The lock outlives one period only a little: a reconciler killed while holding it must not
+    # stop the others for long (its runs are compare-and-set, so an overlap does no harm).
+    if not store.try_lock(Keys.reconciler_lock, token, ttl_s=RECONCILE_PERIOD_S * 2):
         return None
     store.heartbeat("reconciler", token)
     for cid in store.discard_abandoned_ingests():

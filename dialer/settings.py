@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     #: `campaign status` and `dialer doctor`.
     dialer_heartbeat_stale_s: float = Field(default=30.0, gt=0)
     #: How long a queued attempt may wait for its dial task before it is requeued.
-    dialer_queued_lease_s: float = Field(default=300.0, gt=0)
+    dialer_queued_lease_s: float = Field(default=60.0, gt=0)
     #: ``text`` (Celery's log lines) or ``json`` (one JSON object a line, with ``call_id``).
     dialer_log_format: str = Field(default="text", pattern="^(text|json)$")
     #: Added to the wall clock by the dialer; for dry runs and tests of calling windows.

@@ -134,7 +134,24 @@ def test_campaign_and_trunk_slots_are_taken_together_or_not_at_all(store: Store,
                             nonce="n1")
     assert admission.verdict == "wait"
     assert 0 < admission.wait_s <= 1.0
-    assert store.redis.zcard(Keys.rate(campaign.scope)) == 0  # the campaign's slot was not taken meanwhile
+    # One slot is reserved in both scopes at the same moment, the first the trunk allows.
+    [(_, at_campaign)] = store.redis.zrange(Keys.rate(campaign.scope), 0, -1, withscores=True)
+    assert store.redis.zscore(Keys.rate(trunk.scope), "n1") == at_campaign
+
+
+def test_invites_are_spaced_evenly_not_admitted_in_a_burst(store: Store, tmp_path: Path) -> None:
+    cid = create_campaign(store, tmp_path, [f"202-555-{n:04d}" for n in range(180, 185)])
+    store.set_state(cid, [CampaignState.DRAFT], CampaignState.RUNNING, fields={"trunk": TRUNK})
+    limit = RateLimit.per_second(f"campaign:{cid}", 5)
+    waits = []
+    for contact, seq in queue(store, cid, [2, 3, 4, 5, 6]):
+        member = f"{contact}:{seq}"
+        store.transition(cid, member, [AttemptState.QUEUED], AttemptState.DIALING, 30, claim="t")
+        admission = store.admit(cid, member, claim="t", lease_s=30, number=A, mode="invite", limits=[limit],
+                                nonce=f"n{contact}")
+        waits.append(admission.wait_s)
+    # Five at once at 5/s: one now, then one every 0.2 s, each with its slot reserved.
+    assert waits == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8], abs=0.02)
 
 
 def test_an_invite_step_rerun_after_a_lost_reply_counts_once(store: Store, tmp_path: Path) -> None:

@@ -11,7 +11,8 @@
 --       9 trunk events per window (0 = no trunk limit), 10 trunk window seconds,
 --       11 nonce: unique per INVITE try, so a re-run after a lost reply is not counted twice,
 --       12 json object of fields to merge into the attempt when an INVITE is admitted (caller ID)
--- Returns 'ok'; 'wait:<seconds>' (no slot yet; the lease was renewed); 'lost:<state>' (another
+-- Returns 'ok'; 'wait:<seconds>' (a slot is reserved for this nonce that far ahead: call again
+-- then; the lease was renewed); 'lost:<state>' (another
 -- claim or an ending took the attempt: never dial); 'campaign:<state>'; or 'dnc'.
 local raw = redis.call('HGET', KEYS[1], ARGV[2])
 if not raw then return 'lost:missing' end
@@ -38,29 +39,39 @@ redis.call('ZADD', KEYS[3], 'XX', lease_until, ARGV[2])
 redis.call('ZADD', KEYS[4], 'XX', lease_until, full)
 redis.call('ZADD', KEYS[5], 'XX', lease_until, full)
 
-if mode == 'invite' then
-  local wait = 0
+if mode == 'invite' and attempt.reserved_nonce ~= nonce then
+  -- Reserve the first slot both scopes allow: evenly spaced (a burst admitted at once reaches
+  -- the carrier bunched by whatever delays each request on its way), at most `limit` per window.
+  -- Reserving, rather than telling every waiter to try again, keeps waiters from stampeding.
+  local slot = now
   local scopes = {{KEYS[7], tonumber(ARGV[7]), tonumber(ARGV[8])}, {KEYS[8], tonumber(ARGV[9]), tonumber(ARGV[10])}}
   for _, scope in ipairs(scopes) do
     local key, limit, window = scope[1], scope[2], scope[3]
     if limit > 0 then
       redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-      if redis.call('ZCARD', key) >= limit then
-        local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-        wait = math.max(wait, tonumber(oldest[2]) + window - now)
+      local count = redis.call('ZCARD', key)
+      if count >= limit then
+        local nth = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+        slot = math.max(slot, tonumber(nth[2]) + window)
       end
+      local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+      if newest[2] then slot = math.max(slot, tonumber(newest[2]) + window / limit) end
     end
-  end
-  if wait > 0 then
-    redis.call('HSET', KEYS[1], ARGV[2], cjson.encode(attempt))
-    return 'wait:' .. string.format('%.6f', wait)
   end
   for _, scope in ipairs(scopes) do
     if scope[2] > 0 then
-      redis.call('ZADD', scope[1], now, nonce)
-      redis.call('EXPIRE', scope[1], math.ceil(scope[3]) + 1)
+      redis.call('ZADD', scope[1], slot, nonce)
+      redis.call('EXPIRE', scope[1], math.ceil(slot - now + scope[3]) + 1)
     end
   end
+  attempt.reserved_nonce = nonce
+  attempt.reserved_at = slot
+end
+if mode == 'invite' and attempt.reserved_at > now then
+  redis.call('HSET', KEYS[1], ARGV[2], cjson.encode(attempt))
+  return 'wait:' .. string.format('%.6f', attempt.reserved_at - now)
+end
+if mode == 'invite' then
   for k, v in pairs(cjson.decode(ARGV[12] ~= '' and ARGV[12] or '{}')) do attempt[k] = v end
   attempt.invites = (attempt.invites or 0) + 1
   attempt.last_nonce = nonce
