@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install redis test lint demo bench-ingest bench-dial bench-report bench-agent clean
+.PHONY: install redis test lint demo bench-ingest bench-dial bench-report bench-agent bench-soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench-report: install redis
 
 bench-agent: install
 	$(BIN)/python bench/agent.py
+
+# The soak starts (and twice restarts) its own redis-server; `redis` only makes sure one is installed.
+bench-soak: install redis
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
