@@ -154,6 +154,25 @@ def test_invites_are_spaced_evenly_not_admitted_in_a_burst(store: Store, tmp_pat
     assert waits == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8], abs=0.02)
 
 
+def test_a_waiter_woken_late_takes_a_new_slot_instead_of_going_out_bunched(store: Store, tmp_path: Path) -> None:
+    cid = create_campaign(store, tmp_path, [f"202-555-{n:04d}" for n in range(180, 183)])
+    store.set_state(cid, [CampaignState.DRAFT], CampaignState.RUNNING, fields={"trunk": TRUNK})
+    limit = RateLimit.per_second(f"campaign:{cid}", 5)
+    members = [f"{contact}:{seq}" for contact, seq in queue(store, cid, [2, 3, 4])]
+    for member in members:
+        store.transition(cid, member, [AttemptState.QUEUED], AttemptState.DIALING, 30, claim="t")
+
+    def admit(member: str) -> float:
+        return store.admit(cid, member, claim="t", lease_s=30, number=A, mode="invite", limits=[limit],
+                           nonce=f"n-{member}").wait_s
+
+    first, late, on_time = members
+    assert [admit(first), admit(late), admit(on_time)] == pytest.approx([0.0, 0.2, 0.4], abs=0.02)
+    time.sleep(0.45)  # the clock the slots live in is Redis's: let it pass the third slot
+    assert admit(on_time) == 0.0
+    assert admit(late) == pytest.approx(0.15, abs=0.05)  # its 0.2 s slot is spent: the next is at 0.6 s
+
+
 def test_an_invite_step_rerun_after_a_lost_reply_counts_once(store: Store, tmp_path: Path) -> None:
     cid = create_campaign(store, tmp_path, ["202-555-0180"])
     store.set_state(cid, [CampaignState.DRAFT], CampaignState.RUNNING, fields={"trunk": TRUNK})

@@ -39,11 +39,17 @@ redis.call('ZADD', KEYS[3], 'XX', lease_until, ARGV[2])
 redis.call('ZADD', KEYS[4], 'XX', lease_until, full)
 redis.call('ZADD', KEYS[5], 'XX', lease_until, full)
 
+-- A waiter that comes back well after its slot (a busy host woke it late) would go out bunched
+-- with the INVITEs of the slots after it: its slot is spent, and it takes a new one.
+if mode == 'invite' and attempt.reserved_nonce == nonce
+    and now > attempt.reserved_at + (attempt.reserved_slack or 0) then
+  attempt.reserved_nonce = nil
+end
 if mode == 'invite' and attempt.reserved_nonce ~= nonce then
   -- Reserve the first slot both scopes allow: evenly spaced (a burst admitted at once reaches
   -- the carrier bunched by whatever delays each request on its way), at most `limit` per window.
   -- Reserving, rather than telling every waiter to try again, keeps waiters from stampeding.
-  local slot = now
+  local slot, gap = now, math.huge
   local scopes = {{KEYS[7], tonumber(ARGV[7]), tonumber(ARGV[8])}, {KEYS[8], tonumber(ARGV[9]), tonumber(ARGV[10])}}
   for _, scope in ipairs(scopes) do
     local key, limit, window = scope[1], scope[2], scope[3]
@@ -56,6 +62,7 @@ if mode == 'invite' and attempt.reserved_nonce ~= nonce then
       end
       local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
       if newest[2] then slot = math.max(slot, tonumber(newest[2]) + window / limit) end
+      gap = math.min(gap, window / limit)
     end
   end
   for _, scope in ipairs(scopes) do
@@ -66,6 +73,7 @@ if mode == 'invite' and attempt.reserved_nonce ~= nonce then
   end
   attempt.reserved_nonce = nonce
   attempt.reserved_at = slot
+  attempt.reserved_slack = gap < math.huge and math.max(gap / 2, 0.02) or 0
 end
 if mode == 'invite' and attempt.reserved_at > now then
   redis.call('HSET', KEYS[1], ARGV[2], cjson.encode(attempt))
