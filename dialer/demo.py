@@ -14,8 +14,10 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import control, reports
@@ -32,6 +34,7 @@ from .services import (
 )
 from .settings import Settings, get_settings
 from .store import Store
+from .tables import status_table
 
 DEMO_KEY = "demo-key"
 DEMO_SECRET = "demo-secret-not-for-production"
@@ -86,10 +89,8 @@ def run_demo(console: Console, csv_file: Path | None = None, config_file: Path |
                       f"{summary.accepted} accepted, {summary.rejected} rejected, "
                       f"{summary.duplicates} duplicates, {summary.suppressed} suppressed")
         control.start(store, settings, summary.campaign_id)
-        from .cli import _status_table, _wait
-
-        data = _wait(store, summary.campaign_id, DEMO_TIMEOUT_S, show=True)
-        console.print(_status_table(data))
+        data = _watch(console, store, summary.campaign_id)
+        console.print(status_table(data))
         console.print(_contact_table(store, summary.campaign_id))
         if data["state"] != "completed":
             worker_log = (logs / "worker.log").read_text(errors="replace")[-3000:]
@@ -99,6 +100,18 @@ def run_demo(console: Console, csv_file: Path | None = None, config_file: Path |
         report.parent.mkdir(exist_ok=True)
         rows = reports.export(store, summary.campaign_id, reports.Format.CSV, report)
         console.print(f"wrote the outcome report ({rows} contacts) to {report}")
+
+
+def _watch(console: Console, store: Store, cid: str) -> dict[str, Any]:
+    with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(),
+                  TextColumn("{task.completed:,}/{task.total:,} final"), TimeElapsedColumn(),
+                  console=console) as bar:
+        task = bar.add_task("", total=None)
+
+        def update(data: dict[str, Any]) -> None:
+            bar.update(task, total=data["contacts"], completed=data["final"], description=data["state"])
+
+        return control.wait(store, cid, DEMO_TIMEOUT_S, update, poll_s=POLL_S)
 
 
 def _contact_table(store: Store, cid: str) -> Table:
