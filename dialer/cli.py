@@ -426,6 +426,7 @@ def sandbox_serve(
 
 
 API_DEFAULT_PORT = 8000
+API_SHUTDOWN_GRACE_S = 5
 
 
 @api_app.command("serve")
@@ -442,7 +443,9 @@ def api_serve(
     open_store()  # a clear error now rather than on the first request
     err_console.print(f"dashboard and API at http://{host}:{port}/ (docs at /docs); "
                       "create a key with: dialer api-key create NAME")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
+    # Open event streams would hold a shutdown forever; they get a few seconds to close.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False,
+                timeout_graceful_shutdown=API_SHUTDOWN_GRACE_S)
 
 
 @api_key_app.command("create")

@@ -250,3 +250,20 @@ def test_an_upload_whose_ingest_fails_says_why_and_leaves_no_campaign(redis_url:
 def _settled(client: httpx.Client, url: str) -> dict[str, Any] | None:
     shown = client.get(url).json()
     return shown if shown["state"] != "ingesting" else None
+
+
+def test_a_dashboard_session_is_an_httponly_strict_cookie_and_changes_need_its_csrf_token(
+        server: ApiServer, key: str) -> None:
+    with server.client(follow_redirects=False) as browser:
+        refused = browser.post("/session", data={"key": "dk_no_such_key"})
+        assert refused.status_code == 401 and "set-cookie" not in refused.headers
+        signed_in = browser.post("/session", data={"key": key})
+        assert signed_in.status_code == 303
+        cookie = signed_in.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        page = browser.get("/").text
+        csrf = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+        assert browser.get("/v1/campaigns").status_code == 200
+        assert error(browser.post("/v1/dnc", json={"numbers": ["+12025550143"]}), 403)["code"] == "forbidden"
+        allowed = browser.post("/v1/dnc", json={"numbers": ["+12025550143"]}, headers={"X-CSRF-Token": csrf})
+        assert allowed.status_code == 200 and allowed.json()["added"] == 1

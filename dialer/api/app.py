@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from ..settings import Settings
 from ..store import Store
 from . import errors
-from .routes import campaigns, dnc, health
+from .routes import campaigns, dashboard, dnc, health
+
+STATIC_DIR = Path(__file__).parent / "static"
 
 DESCRIPTION = """The dialer's operations over HTTP: the same application layer as the `dialer` CLI.
 
@@ -35,4 +39,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(campaigns.router)
     app.include_router(dnc.router)
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
