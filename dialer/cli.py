@@ -250,7 +250,7 @@ def watch(store: Store, campaign_id: str, timeout: float | None, show: bool) -> 
         console=err_console,
         disable=not show,
     ) as bar:
-        task = bar.add_task("", total=None, in_flight=0, attempts=0)
+        task = bar.add_task("", total=0, in_flight=0, attempts=0)
 
         def update(data: dict[str, Any]) -> None:
             bar.update(task, total=data["contacts"], completed=data["final"], description=data["state"],
