@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install redis test lint demo bench-ingest bench-dial bench-report clean
+.PHONY: install redis test lint demo bench-ingest bench-dial bench-report bench-api clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench-dial: install redis
 
 bench-report: install redis
 	$(BIN)/python bench/report.py
+
+bench-api: install redis
+	$(BIN)/python bench/api_upload.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
