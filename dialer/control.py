@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import csvfile
-from .errors import SettingsError, UserError
+from .errors import NotFoundError, SettingsError, UserError
 from .models import CampaignState, Outcome
 from .phones import PhoneNormalizer, PhoneRejected
 from .reports import safe_cell
@@ -227,3 +227,31 @@ def read_number_file(file: Path, max_bytes: int) -> list[str]:
     for chunk in csvfile.read_chunks(file, fmt):
         numbers.extend(value for value in chunk[column].tolist() if value)
     return numbers
+
+
+# -- one contact -----------------------------------------------------------------------------
+
+
+def contact(store: Store, cid: str, contact_id: int) -> dict[str, Any]:
+    """One contact: its row, its status, and every attempt with the call's result and transcript."""
+    store.get_campaign(cid)
+    row = store.get_contact_json(cid, contact_id)
+    if row is None:
+        raise NotFoundError(f"campaign {cid} has no contact {contact_id} (contacts are numbered by CSV row)")
+    state = store.contact_status(cid, contact_id) or {}
+    attempts = []
+    for seq in range(1, int(state.get("seq") or 0) + 1):
+        member = f"{contact_id}:{seq}"
+        attempt = store.attempt(cid, member)
+        if attempt is not None:
+            attempts.append({**attempt, "seq": seq, "result": store.result(cid, member)})
+    return {
+        "campaign_id": cid,
+        "contact_id": contact_id,
+        "phone_e164": row.get("phone_e164", ""),
+        "variables": row.get("variables", {}),
+        "time_zones": list(row.get("time_zones", [])),
+        "outcome": state.get("outcome") or state.get("state") or "pending",
+        "status": state,
+        "attempts": attempts,
+    }

@@ -226,6 +226,11 @@ def test_upload_start_watch_and_download_the_report_the_cli_exports(redis_url: s
         attempts = client.get(f"/v1/campaigns/{cid}/report", params={"format": "json", "attempts": "true"})
         assert len(attempts.json()["rows"]) >= 18
         assert client.get(f"/v1/campaigns/{cid}/summary").json()["contacts"] == 18
+        rows = csv.DictReader(io.StringIO(report.content.decode("utf-8-sig")))
+        answered = next(row for row in rows if row["outcome"] == "answered")
+        one = client.get(f"/v1/campaigns/{cid}/contacts/{answered['contact_id']}").json()
+        assert one["outcome"] == "answered" and one["attempts"][-1]["result"]["transcript"], one
+        assert error(client.get(f"/v1/campaigns/{cid}/contacts/999"), 404)["code"] == "not_found"
         assert client.get(f"/v1/campaigns/{cid}/summary.png").content.startswith(b"\x89PNG")
     assert "+1202555" not in api.log
 

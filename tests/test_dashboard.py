@@ -74,6 +74,11 @@ def test_sign_in_upload_run_watch_download_and_add_a_dnc_number(browser_page: ob
         assert seen[-1] == "18" and len(set(seen)) > 2, seen
         expect(page.locator("#chart")).to_be_visible()
 
+        page.fill("input[name=row]", "2")
+        page.click("#contact-open button")
+        expect(page.locator("#contact h3").first).to_contain_text("Row 2: +12025550100")
+        expect(page.locator("#contact table tbody tr")).not_to_have_count(0)
+
         with page.expect_download() as download_info:
             page.click(".downloads >> text=CSV")
         downloaded = Path(download_info.value.path()).read_bytes()

@@ -119,6 +119,10 @@ def campaign(data: dict[str, Any], csrf: str, read_only: bool) -> str:
 <div><b data-field="attempts">0</b><span>attempts</span></div>
 <div><b data-field="contacts">{data["accepted"]:,}</b><span>contacts</span></div></div>
 <h3>Outcomes</h3><div class="bars">{outcome_rows}</div></section>
+<section class="card"><h2>A contact's calls</h2>
+<form id="contact-open" class="inline"><label>CSV row number <input name="row" type="number" min="2"
+required placeholder="2"></label><button class="secondary">Open</button></form>
+<p class="error" id="contact-error" role="alert" hidden></p><div id="contact"></div></section>
 <section class="card"><h2>Report</h2><p>One row per contact, with its outcome, attempts, disposition and
 transcript.</p><div class="downloads">{downloads}</div>
 <img id="chart" alt="Outcomes and calls per local hour" hidden></section>""", csrf, signed_in=True)

@@ -98,3 +98,24 @@ class Readiness(BaseModel):
     status: str
     redis: bool
     pacer: bool = Field(description="a worker with beat ran the pacer in the last few seconds")
+
+
+class ContactAttempt(BaseModel):
+    """One attempt as the ledger keeps it, with the call's result (disposition, transcript...) if any."""
+
+    model_config = ConfigDict(extra="allow")
+
+    seq: int
+    state: str | None = None
+    result: dict[str, object] | None = None
+
+
+class ContactDetail(BaseModel):
+    campaign_id: str
+    contact_id: int
+    phone_e164: str
+    variables: dict[str, str]
+    time_zones: list[str]
+    outcome: str
+    status: dict[str, object]
+    attempts: list[ContactAttempt]

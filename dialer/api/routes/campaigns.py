@@ -23,7 +23,14 @@ from ...errors import ConfigError, IngestError, NotFoundError
 from ...summary import draw_chart, summarise
 from ..deps import Reader, SettingsDep, StoreDep, Writer
 from ..errors import responses
-from ..schemas import ActionResult, CampaignCreated, CampaignDetail, CampaignListItem, CampaignStatus
+from ..schemas import (
+    ActionResult,
+    CampaignCreated,
+    CampaignDetail,
+    CampaignListItem,
+    CampaignStatus,
+    ContactDetail,
+)
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
@@ -190,6 +197,12 @@ async def _event_stream(request: Request, store: StoreDep, campaign_id: str,
         except NotFoundError:
             yield "event: end\ndata: {}\n\n"
             return
+
+
+@router.get("/{campaign_id}/contacts/{contact_id}", response_model=ContactDetail, responses=responses(401, 404))
+def contact(campaign_id: str, contact_id: int, who: Reader, store: StoreDep) -> dict[str, Any]:
+    """One contact (by CSV row number): its status and every attempt with its result and transcript."""
+    return control.contact(store, campaign_id, contact_id)
 
 
 def _temp_path(suffix: str) -> Path:

@@ -163,6 +163,71 @@ function setUpCampaign() {
   watch(cid);
 }
 
+// -- one contact's attempts and transcript -----------------------------------------------------
+
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  return node;
+}
+
+function when(seconds) {
+  return seconds ? new Date(seconds * 1000).toLocaleString() : "";
+}
+
+function renderContact(data) {
+  const root = document.getElementById("contact");
+  root.innerHTML = "";
+  const name = Object.values(data.variables).slice(0, 2).join(" ");
+  root.appendChild(element("h3", `Row ${data.contact_id}: ${data.phone_e164} ${name}`));
+  root.appendChild(element("p", `Outcome: ${data.outcome.replace(/_/g, " ")}; ${data.attempts.length} attempt(s)`));
+  const table = element("table", null, "list");
+  const head = table.createTHead().insertRow();
+  for (const title of ["#", "result", "SIP", "started", "ended", "talk (s)", "disposition"]) {
+    head.appendChild(element("th", title));
+  }
+  const body = table.createTBody();
+  for (const attempt of data.attempts) {
+    const row = body.insertRow();
+    const result = attempt.result || {};
+    for (const value of [attempt.seq, attempt.sip_class || (attempt.answered_at ? "answered" : attempt.state),
+      attempt.sip_code ? `${attempt.sip_code} ${attempt.sip_status || ""}` : "",
+      when(attempt.dial_started_at || attempt.queued_at), when(attempt.ended_at),
+      attempt.talk_s ? Number(attempt.talk_s).toFixed(1) : "", result.disposition || ""]) {
+      row.appendChild(element("td", value));
+    }
+  }
+  root.appendChild(table);
+  for (const attempt of data.attempts) {
+    const turns = (attempt.result && attempt.result.transcript) || [];
+    if (!turns.length) continue;
+    root.appendChild(element("h3", `Transcript of attempt ${attempt.seq}`));
+    const list = element("dl", null, "transcript");
+    for (const turn of turns) {
+      list.appendChild(element("dt", turn.role));
+      list.appendChild(element("dd", turn.text));
+    }
+    root.appendChild(list);
+  }
+}
+
+function setUpContact() {
+  const form = document.getElementById("contact-open");
+  const root = document.getElementById("campaign");
+  if (!form || !root) return;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const error = document.getElementById("contact-error");
+    show(error, "");
+    try {
+      renderContact(await api("GET", `/v1/campaigns/${root.dataset.campaign}/contacts/${form.elements.row.value}`));
+    } catch (err) {
+      show(error, err.message);
+    }
+  });
+}
+
 // -- the do-not-call list -------------------------------------------------------------------------
 
 function setUpDnc() {
@@ -196,5 +261,6 @@ document.addEventListener("DOMContentLoaded", () => {
   setUpUpload();
   setUpIngest();
   setUpCampaign();
+  setUpContact();
   setUpDnc();
 });
