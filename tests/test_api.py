@@ -213,6 +213,9 @@ def test_upload_start_watch_and_download_the_report_the_cli_exports(redis_url: s
         assert finals == sorted(finals) and len(set(finals)) > 2, finals
         assert snapshots[-1]["state"] == "completed" and snapshots[-1]["final"] == 18
         assert client.get(f"/v1/campaigns/{cid}/status").json() == snapshots[-1]
+        assert json.loads(run_cli(redis_url, "campaign", "status", cid, "--json").stdout) == snapshots[-1]
+        assert json.loads(run_cli(redis_url, "campaign", "show", cid, "--json").stdout) == \
+            client.get(f"/v1/campaigns/{cid}").json()
 
         report = client.get(f"/v1/campaigns/{cid}/report", params={"format": "csv", "tz": "America/New_York"})
         assert report.status_code == 200 and report.headers["content-type"].startswith("text/csv")

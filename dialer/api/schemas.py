@@ -40,7 +40,9 @@ class CampaignDetail(BaseModel):
 
 
 class CampaignStatus(BaseModel):
-    """``dialer campaign status --json``."""
+    """``dialer campaign status --json``; keys the CLI adds later pass through unchanged."""
+
+    model_config = ConfigDict(extra="allow")
 
     campaign_id: str
     name: str

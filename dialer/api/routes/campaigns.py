@@ -115,7 +115,8 @@ def list_campaigns(who: Reader, store: StoreDep) -> list[dict[str, Any]]:
     return control.list_campaigns(store)
 
 
-@router.get("/{campaign_id}", response_model=CampaignDetail, responses=responses(401, 404))
+@router.get("/{campaign_id}", response_model=CampaignDetail, response_model_exclude_unset=True,
+            responses=responses(401, 404))
 def get_campaign(campaign_id: str, who: Reader, store: StoreDep) -> dict[str, Any]:
     """A campaign (``dialer campaign show --json``), or its ingest's progress or failure."""
     try:
