@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install redis test lint demo bench-ingest bench-dial bench-report bench-agent bench-soak clean
+.PHONY: install redis test lint demo bench-ingest bench-dial bench-report bench-agent bench-soak bench-api clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench-agent: install
 # The soak starts (and twice restarts) its own redis-server; `redis` only makes sure one is installed.
 bench-soak: install redis
 	$(BIN)/python bench/soak.py
+
+bench-api: install redis
+	$(BIN)/python bench/api_upload.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,6 @@ ever added, never renamed.
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
@@ -25,10 +24,10 @@ from .config import load_config
 from .doctor import Verdict, run_checks
 from .errors import DialerError, UserError
 from .ingest import ingest_file
-from .phones import PhoneNormalizer, PhoneRejected
 from .reports import Format
 from .settings import get_settings
 from .store import Store
+from .tables import status_table
 
 app = typer.Typer(help="Batch outbound dialer for AI voice agents.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -43,12 +42,15 @@ sandbox_app = typer.Typer(help="The embedded LiveKit emulator with simulated cal
 app.add_typer(sandbox_app, name="sandbox")
 metrics_app = typer.Typer(help="Prometheus metrics of every campaign, worker and trunk.", no_args_is_help=True)
 app.add_typer(metrics_app, name="metrics")
+api_app = typer.Typer(help="The HTTP API and dashboard.", no_args_is_help=True)
+app.add_typer(api_app, name="api")
+api_key_app = typer.Typer(help="API keys for the HTTP API (stored only as hashes).", no_args_is_help=True)
+app.add_typer(api_key_app, name="api-key")
 
 console = Console()
 #: Messages to stderr never wrap: scripts read errors as one line.
 err_console = Console(stderr=True, soft_wrap=True)
 
-WAIT_POLL_S = 0.5
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -124,30 +126,27 @@ def campaign_create(
 @campaign_app.command("list")
 def campaign_list(as_json: JsonFlag = False) -> None:
     """List campaigns, oldest first."""
-    records = open_store().list_campaigns()
+    campaigns = control.list_campaigns(open_store())
     if as_json:
-        print_json([
-            {"campaign_id": r.id, "name": r.name, "state": r.state.value, "created_at": r.created_at,
-             **r.counts}
-            for r in records
-        ])
+        print_json(campaigns)
         return
     table = Table()
     for column in ("id", "name", "state", "contacts", "rows"):
         table.add_column(column)
-    for record in records:
-        table.add_row(record.id, record.name, record.state.value, f"{record.counts['accepted']:,}",
-                      f"{record.counts['rows']:,}")
+    for item in campaigns:
+        table.add_row(item["campaign_id"], item["name"], item["state"], f"{item['accepted']:,}",
+                      f"{item['rows']:,}")
     console.print(table)
 
 
 @campaign_app.command("show")
 def campaign_show(campaign_id: str, as_json: JsonFlag = False) -> None:
     """Show a campaign's config and ingest summary."""
-    record = open_store().get_campaign(campaign_id)
+    store = open_store()
     if as_json:
-        print_json(record.to_json_dict())
+        print_json(control.show(store, campaign_id))
         return
+    record = store.get_campaign(campaign_id)
     table = Table(title=f"Campaign {record.id}", show_header=False)
     table.add_column("field")
     table.add_column("value")
@@ -175,22 +174,13 @@ def campaign_rejects(
 ) -> None:
     """Write the rejected rows, with their row numbers and reasons, to a CSV."""
     store = open_store()
-    record = store.get_campaign(campaign_id)
-    columns = ["row", "bucket", "reason", "detail", *record.columns]
-    written = 0
+    store.get_campaign(campaign_id)
     try:
         handle = output.open("w", newline="", encoding="utf-8")
     except OSError as exc:
         raise UserError(f"cannot write {output}: {exc.strerror}") from None
     with handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for entry in store.iter_skipped_rows(campaign_id):
-            if entry["bucket"] != "rejected" and not include_all:
-                continue
-            row = {**entry["values"], **{k: entry[k] for k in ("row", "bucket", "reason", "detail")}}
-            writer.writerow({key: reports.safe_cell(str(value)) for key, value in row.items()})
-            written += 1
+        written = control.write_rejects(store, campaign_id, handle, include_all)
     err_console.print(f"wrote {written:,} rows to {output}")
 
 
@@ -224,24 +214,6 @@ def campaign_cancel(campaign_id: str) -> None:
 
 def _status(store: Store, campaign_id: str) -> dict[str, Any]:
     return control.status(store, campaign_id, stale_after_s=get_settings().dialer_heartbeat_stale_s)
-
-
-def _status_table(data: dict[str, Any]) -> Table:
-    state = data["state"] + (f" ({data['pause_reason']})" if data.get("pause_reason") else "")
-    table = Table(title=f"Campaign {data['campaign_id']} ({data['name']}): {state}")
-    table.add_column("")
-    table.add_column("contacts", justify="right")
-    for key in ("contacts", "final", "in_flight", "pending", "attempts"):
-        table.add_row(key, f"{data[key]:,}")
-    for outcome, count in data["outcomes"].items():
-        if count:
-            table.add_row(f"  {outcome}", f"{count:,}")
-    notes = list(data.get("problems", []))
-    if data.get("trunk_pace_factor", 1) < 1:
-        notes.append(f"trunk backing off after capacity refusals: {data['effective_calls_per_second']} "
-                     f"calls/s ({data['trunk_pace_factor']:.0%} of the configured rate)")
-    table.caption = "\n".join(notes) or None
-    return table
 
 
 @campaign_app.command("preview")
@@ -280,7 +252,7 @@ def campaign_status(campaign_id: str, as_json: JsonFlag = False) -> None:
     if as_json:
         print_json(data)
     else:
-        console.print(_status_table(data))
+        console.print(status_table(data))
 
 
 @campaign_app.command("wait")
@@ -291,11 +263,11 @@ def campaign_wait(
 ) -> None:
     """Show live progress until every contact has its final outcome (exit 1 on timeout or pause)."""
     store = open_store()
-    data = _wait(store, campaign_id, timeout, show=not as_json)
+    data = watch(store, campaign_id, timeout, show=not as_json)
     if as_json:
         print_json(data)
     else:
-        console.print(_status_table(data))
+        console.print(status_table(data))
     if data["state"] == "paused":
         err_console.print(f"[yellow]campaign paused:[/] {data.get('pause_reason') or ''}")
         raise typer.Exit(1)
@@ -304,9 +276,8 @@ def campaign_wait(
         raise typer.Exit(1)
 
 
-def _wait(store: Store, campaign_id: str, timeout: float | None, show: bool) -> dict[str, Any]:
-    deadline = None if timeout is None else time.monotonic() + timeout
-    data = _status(store, campaign_id)
+def watch(store: Store, campaign_id: str, timeout: float | None, show: bool) -> dict[str, Any]:
+    """``control.wait`` with a live progress bar on stderr, saying once why nothing moves."""
     told: list[str] = []
     with Progress(
         TextColumn("[bold]{task.description}[/]"),
@@ -317,41 +288,22 @@ def _wait(store: Store, campaign_id: str, timeout: float | None, show: bool) -> 
         console=err_console,
         disable=not show,
     ) as bar:
-        task = bar.add_task(data["state"], total=data["contacts"], in_flight=0, attempts=0)
-        while True:
-            data = _status(store, campaign_id)
-            bar.update(task, completed=data["final"], description=data["state"],
+        task = bar.add_task("", total=0, in_flight=0, attempts=0)
+
+        def update(data: dict[str, Any]) -> None:
+            nonlocal told
+            bar.update(task, total=data["contacts"], completed=data["final"], description=data["state"],
                        in_flight=data["in_flight"], attempts=data["attempts"])
-            if data["problems"] != told:  # say once why nothing moves, and when it is fixed
-                for problem in data["problems"]:
-                    if problem not in told:
-                        err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
-                told = data["problems"]
-            if data["state"] in ("completed", "cancelled", "paused") and not (
-                data["state"] == "cancelled" and data["in_flight"]
-            ):
-                return data
-            if deadline is not None and time.monotonic() > deadline:
-                return data
-            time.sleep(WAIT_POLL_S)
+            for problem in data["problems"]:
+                if problem not in told:
+                    err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+            told = data["problems"]
+
+        return control.wait(store, campaign_id, timeout, update,
+                            stale_after_s=get_settings().dialer_heartbeat_stale_s)
 
 
 # -- do-not-call list ------------------------------------------------------------------
-
-
-def _normalize_all(numbers: list[str], region: str) -> tuple[list[str], list[tuple[str, str]]]:
-    try:
-        normalizer = PhoneNormalizer(region)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    good: list[str] = []
-    bad: list[tuple[str, str]] = []
-    for raw in numbers:
-        try:
-            good.append(normalizer.normalize(raw).e164)
-        except PhoneRejected as exc:
-            bad.append((raw, exc.detail))
-    return good, bad
 
 
 RegionOption = Annotated[str, typer.Option(help="Region for numbers in national format.")]
@@ -365,60 +317,38 @@ def _report_bad(bad: list[tuple[str, str]]) -> None:
 @dnc_app.command("add")
 def dnc_add(numbers: list[str], region: RegionOption = "US") -> None:
     """Add numbers to the do-not-call list."""
-    good, bad = _normalize_all(numbers, region)
-    _report_bad(bad)
-    added = open_store().dnc_add(good)
+    added, checked = control.dnc_add(open_store(), numbers, region)
+    _report_bad(checked.invalid)
     console.print(f"added {added} number(s) to the do-not-call list")
-    if bad:
+    if checked.invalid:
         raise typer.Exit(1)
 
 
 @dnc_app.command("remove")
 def dnc_remove(numbers: list[str], region: RegionOption = "US") -> None:
     """Remove numbers from the do-not-call list."""
-    good, bad = _normalize_all(numbers, region)
-    _report_bad(bad)
-    removed = open_store().dnc_remove(good)
+    removed, checked = control.dnc_remove(open_store(), numbers, region)
+    _report_bad(checked.invalid)
     console.print(f"removed {removed} number(s) from the do-not-call list")
-    if bad:
+    if checked.invalid:
         raise typer.Exit(1)
 
 
 @dnc_app.command("import")
 def dnc_import(file: Path, region: RegionOption = "US", as_json: JsonFlag = False) -> None:
     """Import numbers from a CSV (a phone column) or a text file (one number a line)."""
-    numbers = _read_number_file(file)
-    good, bad = _normalize_all(numbers, region)
-    added = open_store().dnc_add(good)
+    result = control.dnc_import(open_store(), file, region, get_settings().max_upload_bytes)
     if as_json:
-        print_json({"read": len(numbers), "valid": len(good), "added": added,
-                    "invalid": [{"value": raw, "reason": why} for raw, why in bad]})
+        print_json(result)
         return
-    _report_bad(bad)
-    console.print(f"read {len(numbers):,}, added {added:,} new, {len(bad):,} invalid")
-
-
-def _read_number_file(file: Path) -> list[str]:
-    from . import csvfile
-
-    fmt = csvfile.inspect(file, get_settings().max_upload_bytes)
-    column = csvfile.find_column(fmt.columns, None, csvfile.PHONE_COLUMN_NAMES)
-    if column is None and len(fmt.columns) == 1:
-        # A plain list: the first line is a number, not a header.
-        text = file.read_text(encoding=fmt.encoding)
-        return [line.strip() for line in text.splitlines() if line.strip()]
-    if column is None:
-        raise UserError(f"{file}: no phone column among {', '.join(fmt.columns)}")
-    numbers: list[str] = []
-    for chunk in csvfile.read_chunks(file, fmt):
-        numbers.extend(value for value in chunk[column].tolist() if value)
-    return numbers
+    _report_bad([(item["value"], item["reason"]) for item in result["invalid"]])
+    console.print(f"read {result['read']:,}, added {result['added']:,} new, {len(result['invalid']):,} invalid")
 
 
 @dnc_app.command("list")
 def dnc_list(as_json: JsonFlag = False) -> None:
     """Print every number on the do-not-call list."""
-    numbers = sorted(open_store().iter_dnc())
+    numbers = control.dnc_list(open_store())
     if as_json:
         print_json(numbers)
         return
@@ -429,14 +359,11 @@ def dnc_list(as_json: JsonFlag = False) -> None:
 @dnc_app.command("check")
 def dnc_check(number: str, region: RegionOption = "US", as_json: JsonFlag = False) -> None:
     """Tell whether a number is on the do-not-call list (exit 0 if it is, 1 if not)."""
-    good, bad = _normalize_all([number], region)
-    if bad:
-        raise UserError(f"{number!r}: {bad[0][1]}")
-    listed = open_store().dnc_contains(good[0])
+    e164, listed = control.dnc_check(open_store(), number, region)
     if as_json:
-        print_json({"number": good[0], "listed": listed})
+        print_json({"number": e164, "listed": listed})
     else:
-        console.print(f"{good[0]} is {'on' if listed else 'not on'} the do-not-call list")
+        console.print(f"{e164} is {'on' if listed else 'not on'} the do-not-call list")
     raise typer.Exit(0 if listed else 1)
 
 
@@ -575,6 +502,77 @@ def doctor(as_json: JsonFlag = False) -> None:
         console.print(table)
     if failed:
         raise typer.Exit(1)
+
+
+API_DEFAULT_PORT = 8000
+API_SHUTDOWN_GRACE_S = 5
+
+
+@api_app.command("serve")
+def api_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = API_DEFAULT_PORT,
+) -> None:
+    """Serve the HTTP API (/v1, docs at /docs) and the dashboard (/) on uvicorn."""
+    import uvicorn
+
+    from .api import create_app
+
+    settings = get_settings()
+    open_store()  # a clear error now rather than on the first request
+    err_console.print(f"dashboard and API at http://{host}:{port}/ (docs at /docs); "
+                      "create a key with: dialer api-key create NAME")
+    # Open event streams would hold a shutdown forever; they get a few seconds to close.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False,
+                timeout_graceful_shutdown=API_SHUTDOWN_GRACE_S)
+
+
+@api_key_app.command("create")
+def api_key_create(
+    name: Annotated[str, typer.Argument(help="Who or what the key is for.")],
+    read_only: Annotated[bool, typer.Option("--read-only",
+                                            help="May read, never upload, control or change DNC.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an API key and print it once: only its hash is stored."""
+    from . import auth
+
+    key, secret = auth.create_key(open_store(), name, read_only)
+    if as_json:
+        print_json({**key.to_json_dict(), "key": secret})
+        return
+    err_console.print(f"API key {key.id} ({key.name}{', read-only' if read_only else ''}); "
+                      "it is shown only now, store it safely:")
+    sys.stdout.write(secret + "\n")
+
+
+@api_key_app.command("list")
+def api_key_list(as_json: JsonFlag = False) -> None:
+    """List API keys (names and ids; the keys themselves are not stored)."""
+    from . import auth
+
+    keys = auth.list_keys(open_store())
+    if as_json:
+        print_json([key.to_json_dict() for key in keys])
+        return
+    table = Table()
+    for column in ("id", "name", "access", "created"):
+        table.add_column(column)
+    for key in keys:
+        created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(key.created_at))
+        table.add_row(key.id, key.name, "read-only" if key.read_only else "full", created + " UTC")
+    console.print(table)
+
+
+@api_key_app.command("revoke")
+def api_key_revoke(
+    id_or_name: Annotated[str, typer.Argument(help="A key id, or a name (revokes every key of it).")],
+) -> None:
+    """Revoke API keys; sessions opened with them end too."""
+    from . import auth
+
+    for key in auth.revoke_key(open_store(), id_or_name):
+        console.print(f"revoked API key {key.id} ({key.name})")
 
 
 @app.command("demo")

@@ -12,13 +12,16 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import control, reports
+from . import auth, control, reports
 from .config import load_config
 from .ingest import ingest_file
 from .services import (
@@ -32,6 +35,7 @@ from .services import (
 )
 from .settings import Settings, get_settings
 from .store import Store
+from .tables import status_table
 
 DEMO_KEY = "demo-key"
 DEMO_SECRET = "demo-secret-not-for-production"
@@ -81,15 +85,15 @@ def run_demo(console: Console, csv_file: Path | None = None, config_file: Path |
         console.print("started a Celery worker with beat")
 
         store = Store.from_url(redis_url)
+        api_url = _start_api(stack, env, logs, store, console)
         summary = ingest_file(store, csv_path, campaign_config, max_bytes=settings.max_upload_bytes)
         console.print(f"created campaign {summary.campaign_id} from {csv_path.name}: "
                       f"{summary.accepted} accepted, {summary.rejected} rejected, "
                       f"{summary.duplicates} duplicates, {summary.suppressed} suppressed")
+        console.print(f"watch it live at {api_url}/campaigns/{summary.campaign_id}")
         control.start(store, settings, summary.campaign_id)
-        from .cli import _status_table, _wait
-
-        data = _wait(store, summary.campaign_id, DEMO_TIMEOUT_S, show=True)
-        console.print(_status_table(data))
+        data = _watch(console, store, summary.campaign_id)
+        console.print(status_table(data))
         console.print(_contact_table(store, summary.campaign_id))
         if data["state"] != "completed":
             worker_log = (logs / "worker.log").read_text(errors="replace")[-3000:]
@@ -99,6 +103,41 @@ def run_demo(console: Console, csv_file: Path | None = None, config_file: Path |
         report.parent.mkdir(exist_ok=True)
         rows = reports.export(store, summary.campaign_id, reports.Format.CSV, report)
         console.print(f"wrote the outcome report ({rows} contacts) to {report}")
+
+
+def _start_api(stack: contextlib.ExitStack, env: dict[str, str], logs: Path, store: Store,
+               console: Console) -> str:
+    """The HTTP API and dashboard, with a key made for this run and revoked when it ends."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    stack.enter_context(_process(
+        [sys.executable, "-m", "dialer", "api", "serve", "--port", str(port)], env, logs / "api.log"))
+    wait_until(lambda: _serving(url), 30, "the HTTP API")
+    key, secret = auth.create_key(store, "make demo")
+    stack.callback(auth.revoke_key, store, key.id)
+    console.print(f"started the dashboard at {url}/ (API docs at {url}/docs); "
+                  f"sign in with this one-time key, valid while the demo runs:\n  {secret}")
+    return url
+
+
+def _serving(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _watch(console: Console, store: Store, cid: str) -> dict[str, Any]:
+    with Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(),
+                  TextColumn("{task.completed:,}/{task.total:,} final"), TimeElapsedColumn(),
+                  console=console) as bar:
+        task = bar.add_task("", total=0)
+
+        def update(data: dict[str, Any]) -> None:
+            bar.update(task, total=data["contacts"], completed=data["final"], description=data["state"])
+
+        return control.wait(store, cid, DEMO_TIMEOUT_S, update, poll_s=POLL_S)
 
 
 def _contact_table(store: Store, cid: str) -> Table:

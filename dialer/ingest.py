@@ -137,6 +137,33 @@ def check_templates(config: CampaignConfig, columns: list[str]) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What the checks before an ingest found out about a file."""
+
+    fmt: csvfile.CsvFormat
+    phone_column: str
+    timezone_column: str | None
+
+
+def prepare(path: Path, config: CampaignConfig, *, phone_column: str | None, max_bytes: int) -> Prepared:
+    """Every check that needs no Redis: size, binary, encoding, header, phone column, templates.
+
+    The CLI runs it inside ``ingest_file``; the HTTP API runs it before it accepts an upload,
+    so both refuse a bad file with the same message.
+    """
+    fmt = csvfile.inspect(path, max_bytes)
+    phone_col = csvfile.find_column(fmt.columns, phone_column, csvfile.PHONE_COLUMN_NAMES)
+    if phone_col is None:
+        wanted = f"named {phone_column!r}" if phone_column else "(phone, phone_number, number, mobile, tel...)"
+        raise IngestError(
+            f"{path}: no phone column {wanted}; columns found: {', '.join(fmt.columns)}. "
+            "Rename the column or pass --phone-column."
+        )
+    check_templates(config, fmt.columns)
+    return Prepared(fmt, phone_col, csvfile.find_column(fmt.columns, None, csvfile.TIMEZONE_COLUMN_NAMES))
+
+
 def ingest_file(
     store: Store,
     path: Path,
@@ -146,21 +173,17 @@ def ingest_file(
     max_bytes: int,
     progress: Progress | None = None,
     now: datetime | None = None,
+    campaign_id: str | None = None,
 ) -> IngestSummary:
-    """Create a draft campaign from ``path``; raises a UserError for a bad file."""
-    fmt = csvfile.inspect(path, max_bytes)
-    phone_col = csvfile.find_column(fmt.columns, phone_column, csvfile.PHONE_COLUMN_NAMES)
-    if phone_col is None:
-        wanted = f"named {phone_column!r}" if phone_column else "(phone, phone_number, number, mobile, tel...)"
-        raise IngestError(
-            f"{path}: no phone column {wanted}; columns found: {', '.join(fmt.columns)}. "
-            "Rename the column or pass --phone-column."
-        )
-    tz_col = csvfile.find_column(fmt.columns, None, csvfile.TIMEZONE_COLUMN_NAMES)
-    variable_cols = [name for name in fmt.columns if name != phone_col]
-    check_templates(config, fmt.columns)
+    """Create a draft campaign from ``path``; raises a UserError for a bad file.
 
-    cid = store.new_campaign_id()
+    ``campaign_id`` is the id to create, when the caller has already handed it out (an upload).
+    """
+    prepared = prepare(path, config, phone_column=phone_column, max_bytes=max_bytes)
+    fmt, phone_col, tz_col = prepared.fmt, prepared.phone_column, prepared.timezone_column
+    variable_cols = [name for name in fmt.columns if name != phone_col]
+
+    cid = campaign_id or store.new_campaign_id()
     summary = IngestSummary(
         campaign_id=cid,
         name=config.name,

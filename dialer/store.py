@@ -776,3 +776,7 @@ class Store:
     def iter_statuses(self, cid: str) -> Iterator[tuple[int, dict[str, Any]]]:
         for contact, raw in self.redis.hscan_iter(Keys.status(cid), count=READ_BATCH):
             yield int(contact), json.loads(raw)
+
+    def pacer_alive(self) -> bool:
+        """A worker ran the pacer within its lock's TTL (a few pacer periods): workers and beat are up."""
+        return bool(self.redis.exists(Keys.pacer_lock))

@@ -10,6 +10,7 @@ from typing import Any
 
 from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, worker_ready, worker_shutdown
 
+from . import uploads
 from .celery import app
 from .config import parse_config
 from .dialing import Dialer
@@ -45,16 +46,19 @@ def _token() -> str:
 
 
 @app.task(name="dialer.tasks.ingest_upload")
-def ingest_upload(path: str, config: dict[str, Any], phone_column: str | None = None) -> dict[str, Any]:
-    """Ingest a stored upload into a draft campaign; returns the ingest summary."""
-    summary = ingest_file(
-        store(),
-        Path(path),
-        parse_config(config, source="uploaded config"),
-        phone_column=phone_column,
-        max_bytes=get_settings().max_upload_bytes,
-    )
-    return summary.to_json_dict()
+def ingest_upload(path: str, config: dict[str, Any], phone_column: str | None = None,
+                  campaign_id: str | None = None) -> dict[str, Any] | None:
+    """Ingest a stored upload into a draft campaign; returns the ingest summary.
+
+    With ``campaign_id`` (an HTTP upload, whose id the API already handed out) the upload is
+    removed afterwards and a bad file is recorded for the API to show instead of raised.
+    """
+    parsed = parse_config(config, source="uploaded config")
+    max_bytes = get_settings().max_upload_bytes
+    if campaign_id is not None:
+        summary = uploads.ingest(store(), uploads.Upload(campaign_id, Path(path)), parsed, phone_column, max_bytes)
+        return summary.to_json_dict() if summary else None
+    return ingest_file(store(), Path(path), parsed, phone_column=phone_column, max_bytes=max_bytes).to_json_dict()
 
 
 @app.task(name="dialer.tasks.dial")

@@ -20,9 +20,9 @@ import yaml
 from dialer.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = {"redis", "livekit", "sip", "worker", "beat", "agent", "metrics"}
+SERVICES = {"redis", "livekit", "sip", "worker", "beat", "agent", "metrics", "api"}
 OURS = {"worker": "celery -A dialer worker", "beat": "celery -A dialer beat", "agent": "python -m agent_worker start",
-        "metrics": "dialer metrics serve"}
+        "metrics": "dialer metrics serve", "api": "dialer api serve"}
 TEST_KEY, TEST_SECRET = "APIcomposetest", "s3cr3t" * 6
 
 
@@ -89,6 +89,15 @@ def test_our_services_are_built_from_the_projects_dockerfile(stack: dict[str, An
     context = build if isinstance(build, str) else build["context"]
     assert (project / context).resolve() == project.resolve()
     assert stack["services"][name]["image"] == "outbound-dialer:latest"
+
+
+def test_the_api_and_the_worker_share_the_uploads_volume(stack: dict[str, Any]) -> None:
+    def uploads(name: str) -> set[str]:
+        volumes = stack["services"][name].get("volumes", [])
+        return {v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in volumes} & {
+            "uploads:/app/var/uploads"}
+
+    assert uploads("api") == uploads("worker") == {"uploads:/app/var/uploads"}
 
 
 def test_redis_keeps_an_append_only_file_and_never_evicts(stack: dict[str, Any]) -> None:
