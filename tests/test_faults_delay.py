@@ -7,14 +7,17 @@ with ``assert_dial_invariants`` (tests/invariants.py), the issue's acceptance pr
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
-from conftest import wait_for
+from celery import Celery
+from conftest import RedisServer, wait_for
 from invariants import assert_dial_invariants
 from pipeline import create_campaign, invites_by_number, run_to_end, sandbox, settings_for, workers
 
 from dialer import control
 from dialer.models import AttemptState, CampaignState
+from dialer.pacer import pace
 from dialer.store import Keys, Store
 
 
@@ -126,3 +129,46 @@ def test_a_worker_whose_clock_is_a_second_ahead_keeps_the_calls_per_second(redis
     assert invites_by_number(calls) == {number: 1 for number in e164(rows)}
     assert_dial_invariants(calls, store, cid)
 
+
+
+def test_redis_killed_while_a_call_rings_and_restored_without_the_claim_calls_nobody_twice(tmp_path: Path) -> None:
+    """Redis SIGKILLed while the callee's phone rings, its AOF cut back to before the dial task
+    claimed the attempt (the task is back in the queue), Redis and the workers restarted: the
+    redelivered task finds the live call in the attempt's room and does not dial (I1), and the
+    contact still ends by a deadline (I2)."""
+    server = RedisServer(tmp_path / "redis")
+    server.directory.mkdir()
+    server.start()
+    store = Store.from_url(server.url)
+    scenario = {"ring_s": 6.0, "talk_s": 6.0, "default": ["answer"]}
+    try:
+        with sandbox(server.url, tmp_path, scenario) as box:
+            settings = settings_for(server.url, box)
+            cid = create_campaign(store, tmp_path, numbers(190, 1), ring_timeout_s=15)
+            control.start(store, settings, cid)
+            # Pace by hand, with no worker running yet, so the AOF can be taken between the
+            # attempt's release and its claim.
+            producer = Celery(broker=server.url)
+            queued = pace(store, settings, lambda c, contact, seq: producer.send_task(
+                "dialer.tasks.dial", args=[c, contact, seq], queue="dial"), token="test")
+            assert queued == 1
+            before_claim = tmp_path / "aof-before-claim"
+            shutil.copytree(server.directory / "appendonlydir", before_claim)
+            with workers(server.url, box, tmp_path) as [first]:
+                wait_for(lambda: [c for c in box.calls() if c["call_status"] == "ringing"], timeout_s=30,
+                         what="the callee's phone to ring")
+                server.stop(sig_kill=True)
+                first.kill()
+            shutil.rmtree(server.directory / "appendonlydir")
+            shutil.copytree(before_claim, server.directory / "appendonlydir")
+            server.start()
+            assert (store.attempt(cid, "2:1") or {}).get("state") == AttemptState.QUEUED
+            with workers(server.url, box, tmp_path) as [second]:
+                wait_for(lambda: completed(store, cid), timeout_s=60, what="the contact to end")
+                calls = box.calls()
+        assert "callee already in room" in second.log
+        assert len(calls) == 1
+        assert_dial_invariants(calls, store, cid)
+    finally:
+        store.redis.close()
+        server.stop()
