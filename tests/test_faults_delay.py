@@ -99,7 +99,7 @@ def test_two_campaigns_on_a_trunk_slower_than_their_sum_keep_its_rate_and_share_
     store = Store.from_url(redis_url)
     scenario = {"ring_s": 0.2, "talk_s": 0.5, "default": ["answer"]}
     with sandbox(redis_url, tmp_path, scenario) as box, workers(
-        redis_url, box, tmp_path, DIALER_TRUNK_CALLS_PER_SECOND="3"
+        redis_url, box, tmp_path, DIALER_TRUNK_CALLS_PER_SECOND="3", DIALER_TRUNK_MAX_CONCURRENT_CALLS="3"
     ):
         first = create_campaign(store, tmp_path, numbers(100, 15), calls_per_second=5)
         second = create_campaign(store, tmp_path, numbers(115, 15), calls_per_second=5)
@@ -107,7 +107,7 @@ def test_two_campaigns_on_a_trunk_slower_than_their_sum_keep_its_rate_and_share_
             control.start(store, settings_for(redis_url, box), cid)
         wait_for(lambda: completed(store, first, second), timeout_s=90, what="both campaigns to end")
         calls = box.calls()
-    assert_dial_invariants(calls, store, [first, second], trunk_calls_per_second=3)
+    assert_dial_invariants(calls, store, [first, second], trunk_calls_per_second=3, trunk_max_concurrent_calls=3)
     # Fair share: while both had contacts left, neither took much more than half of the trunk.
     early = sorted(calls, key=lambda call: call["started_at"])[: len(calls) // 2]
     share = sum(call["room"].startswith(f"dial-{first}-") for call in early) / len(early)
