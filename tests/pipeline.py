@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,13 @@ class Sandbox:
         with urllib.request.urlopen(f"{self.url}/sandbox/calls", timeout=5) as response:
             return list(json.loads(response.read()))
 
+    def set_faults(self, **faults: Any) -> None:
+        """Replace the fault knobs (``latency_s``, ``api_error_rate``, ...); none given: no faults."""
+        request = urllib.request.Request(f"{self.url}/sandbox/faults", data=json.dumps(faults).encode(),
+                                         method="PUT", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -88,15 +95,23 @@ def sandbox(redis_url: str, tmp: Path, scenario: dict[str, Any] | None = None) -
 
 
 @contextmanager
-def workers(redis_url: str, box: Sandbox, tmp: Path, count: int = 1, **env: str) -> Iterator[list[Worker]]:
-    """`count` worker processes; the first also runs beat (the pacer and reconciler)."""
+def workers(redis_url: str, box: Sandbox, tmp: Path, count: int = 1, *, beat_on: int = 0,
+            args_of: Mapping[int, Sequence[str]] | None = None, env_of: Mapping[int, Mapping[str, str]] | None = None,
+            **env: str) -> Iterator[list[Worker]]:
+    """`count` worker processes; worker ``beat_on`` also runs beat (the pacer and reconciler).
+
+    ``args_of`` and ``env_of`` add command-line arguments (``-Q control``) and environment
+    (``DIALER_CLOCK_OFFSET_S``) to single workers, by index.
+    """
     started: list[Worker] = []
     base = {**box.env, "DIALER_WORKER_CONCURRENCY": "50", "DIALER_LEASE_MARGIN_S": "3",
             "DIALER_NO_CALL_SETTLE_S": "1", **env}
     try:
         for index in range(count):
-            extra = ["-B", "--schedule", str(tmp / f"beat-{index}")] if index == 0 else []
-            started.append(Worker(redis_url, *extra, env=base, name=f"w{index}"))
+            extra = ["-B", "--schedule", str(tmp / f"beat-{index}")] if index == beat_on else []
+            extra += list((args_of or {}).get(index, ()))
+            started.append(Worker(redis_url, *extra, env={**base, **(env_of or {}).get(index, {})},
+                                  name=f"w{index}"))
         for worker in started:
             worker.wait_ready()
         yield started
