@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from invariants import assert_dial_invariants
 from pipeline import TRUNK, create_campaign, run_to_end, sandbox, settings_for, workers
 
 from dialer import control
@@ -63,7 +64,9 @@ def test_a_failing_carrier_pauses_the_campaign_instead_of_burning_the_list(redis
         cid = create_campaign(store, tmp_path, numbers, calls_per_second=4, max_concurrent_calls=2,
                               circuit_breaker={"min_attempts": 4, "failure_ratio": 0.5, "window_s": 60})
         status = run_to_end(store, settings_for(redis_url, box), cid, timeout_s=60)
-        dialed = {call["number"] for call in box.calls()}
+        calls = box.calls()
+        dialed = {call["number"] for call in calls}
+    assert_dial_invariants(calls, store, cid, all_final=False)  # paused on purpose
     assert status["state"] == "paused"
     assert status["pause_reason"].startswith("circuit breaker: ")
     assert "carrier_error (last: SIP 503 Service Unavailable)" in status["pause_reason"]
@@ -78,5 +81,7 @@ def test_a_campaign_can_turn_the_breaker_off(redis_url: str, tmp_path: Path) -> 
         cid = create_campaign(store, tmp_path, numbers, max_attempts=1,
                               circuit_breaker={"enabled": False, "min_attempts": 2})
         status = run_to_end(store, settings_for(redis_url, box), cid, timeout_s=60)
+        calls = box.calls()
+    assert_dial_invariants(calls, store, cid)
     assert status["state"] == "completed"
     assert status["outcomes"]["carrier_error"] == 6

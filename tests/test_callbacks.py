@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from invariants import assert_dial_invariants
 from pipeline import TRUNK, create_campaign, run_to_end, sandbox, settings_for, workers
 
 from dialer import control
@@ -24,6 +25,7 @@ def test_a_requested_callback_is_dialed_at_its_time_once(redis_url: str, tmp_pat
         status = run_to_end(store, settings_for(redis_url, box), cid)
         calls = sorted(box.calls(), key=lambda call: call["started_at"])
     assert status["state"] == "completed"
+    assert_dial_invariants(calls, store, cid, redial_after_answer=["+12025550100"])  # the callback
     assert len(calls) == 2  # the call, then the callback; the callback's own request is over the cap
     assert calls[1]["started_at"] - calls[0]["ended_at"] >= 2.0 - 0.05
     contact = store.contact_status(cid, 2) or {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from invariants import assert_dial_invariants
 from pipeline import create_campaign, run_to_end, sandbox, settings_for, workers
 
 from dialer.callerid import area, choose
@@ -43,6 +44,7 @@ def test_each_attempt_shows_its_caller_id_in_the_call_the_report_and_the_summary
         cid = create_campaign(store, tmp_path, numbers, caller_id=[DC, CHICAGO], max_concurrent_calls=1)
         run_to_end(store, settings_for(redis_url, box), cid)
         calls = sorted(box.calls(), key=lambda call: call["started_at"])
+    assert_dial_invariants(calls, store, cid)
     shown = {call["number"]: call["from_number"] for call in calls}
     assert [call["from_number"] for call in calls] == [DC, CHICAGO, DC, CHICAGO]
     path = tmp_path / "report.csv"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from invariants import assert_dial_invariants
 from pipeline import outcomes_by_number, run_to_end, sandbox, settings_for, workers
 
 from dialer.config import parse_config
@@ -51,6 +52,8 @@ def test_the_extension_is_dialed_as_dtmf_after_the_answer(redis_url: str, tmp_pa
         cid = ingest(store, tmp_path, extension_pause_s=1.0, retry_delay_s={"busy": 1})
         run_to_end(store, settings_for(redis_url, box), cid)
         calls = box.calls()
+    # Two extensions of one line are two people: that line is called once for each.
+    assert_dial_invariants(calls, store, cid, redial_after_answer=["+12025550106"])
     dtmf = sorted(call["dtmf"] for call in calls)
     assert dtmf == ["", "ww12", "ww34", "ww5"]
     played = [call for call in calls if call["dtmf"]]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import RedisServer, wait_for
+from invariants import assert_dial_invariants
 from pipeline import create_campaign, invites_by_number, outcomes_by_number, sandbox, settings_for, workers
 
 from dialer import control
@@ -50,13 +51,7 @@ def run_through_restart(server: RedisServer, tmp_path: Path, *, sig_kill: bool, 
     outcomes = outcomes_by_number(store, cid)
     assert len(outcomes) == len(NUMBERS)
     assert all(outcome == "answered" for outcome, _ in outcomes.values())
-    # Nobody answered twice: at most one answered INVITE per number.
-    answered: dict[str, int] = {}
-    for call in calls:
-        if call.get("answered_at"):
-            answered[call["number"]] = answered.get(call["number"], 0) + 1
-    doubled = sorted(number for number, count in answered.items() if count > 1)
-    assert not doubled, [(c["room"], c["answered_at"]) for c in calls if c["number"] in doubled]
+    assert_dial_invariants(calls, store, cid)
     assert set(invites_by_number(calls)) == set(outcomes)
 
 

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from conftest import ROOT, cli_env, free_port, wait_for
+from invariants import assert_dial_invariants
 from pipeline import create_campaign, run_to_end, sandbox, settings_for, workers
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -35,6 +36,7 @@ def test_a_finished_campaign_is_visible_in_the_metrics(redis_url: str, tmp_path:
     with sandbox(redis_url, tmp_path, scenario) as box, workers(redis_url, box, tmp_path):
         cid = create_campaign(store, tmp_path, ["202-555-0100", "202-555-0101", "not a number"])
         run_to_end(store, settings_for(redis_url, box), cid)
+        assert_dial_invariants(box.calls(), store, cid)
         invites = len(box.calls())
         port = free_port()
         server = subprocess.Popen([sys.executable, "-m", "dialer", "metrics", "serve", "--port", str(port)],
