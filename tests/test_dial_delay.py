@@ -111,23 +111,25 @@ def place_callee(box: Sandbox, room: str, identity: str, number: str) -> None:
 # -- the step right before each INVITE, on its own (real Lua, real Redis) ----------------------
 
 
-def test_a_task_whose_attempt_was_taken_is_refused_and_the_ledger_says_so(store: Store, tmp_path: Path) -> None:
-    cid = create_campaign(store, tmp_path, ["202-555-0180"])
+def claimed_attempts(store: Store, tmp_path: Path, count: int = 1, claim: str = "t") -> tuple[str, list[str]]:
+    """A running campaign with ``count`` attempts claimed by ``claim``: (campaign id, members)."""
+    cid = create_campaign(store, tmp_path, [f"202-555-{n:04d}" for n in range(180, 180 + count)])
     store.set_state(cid, [CampaignState.DRAFT], CampaignState.RUNNING, fields={"trunk": TRUNK})
-    [(contact, seq)] = queue(store, cid, [2])
-    member = f"{contact}:{seq}"
-    assert store.transition(cid, member, [AttemptState.QUEUED], AttemptState.DIALING, 30, claim="first") == "ok"
+    members = [f"{contact}:{seq}" for contact, seq in queue(store, cid, list(range(2, 2 + count)))]
+    for member in members:
+        assert store.transition(cid, member, [AttemptState.QUEUED], AttemptState.DIALING, 30, claim=claim) == "ok"
+    return cid, members
+
+
+def test_a_task_whose_attempt_was_taken_is_refused_and_the_ledger_says_so(store: Store, tmp_path: Path) -> None:
+    cid, [member] = claimed_attempts(store, tmp_path, claim="first")
     admission = store.admit(cid, member, claim="second", lease_s=30, number=A, mode="invite")
     assert (admission.verdict, admission.detail) == ("lost", "dialing")
     assert (store.attempt(cid, member) or {})["late_tasks_refused"] == 1
 
 
 def test_campaign_and_trunk_slots_are_taken_together_or_not_at_all(store: Store, tmp_path: Path) -> None:
-    cid = create_campaign(store, tmp_path, ["202-555-0180"])
-    store.set_state(cid, [CampaignState.DRAFT], CampaignState.RUNNING, fields={"trunk": TRUNK})
-    [(contact, seq)] = queue(store, cid, [2])
-    member = f"{contact}:{seq}"
-    store.transition(cid, member, [AttemptState.QUEUED], AttemptState.DIALING, 30, claim="t")
+    cid, [member] = claimed_attempts(store, tmp_path)
     campaign, trunk = RateLimit.per_second(f"campaign:{cid}", 5), RateLimit.per_second(f"trunk:{TRUNK}", 1)
     store.redis.zadd(Keys.rate(trunk.scope), {"someone-else": store.server_time()})  # the trunk's slot is used
     admission = store.admit(cid, member, claim="t", lease_s=30, number=A, mode="invite", limits=[campaign, trunk],
@@ -140,27 +142,17 @@ def test_campaign_and_trunk_slots_are_taken_together_or_not_at_all(store: Store,
 
 
 def test_invites_are_spaced_evenly_not_admitted_in_a_burst(store: Store, tmp_path: Path) -> None:
-    cid = create_campaign(store, tmp_path, [f"202-555-{n:04d}" for n in range(180, 185)])
-    store.set_state(cid, [CampaignState.DRAFT], CampaignState.RUNNING, fields={"trunk": TRUNK})
+    cid, members = claimed_attempts(store, tmp_path, count=5)
     limit = RateLimit.per_second(f"campaign:{cid}", 5)
-    waits = []
-    for contact, seq in queue(store, cid, [2, 3, 4, 5, 6]):
-        member = f"{contact}:{seq}"
-        store.transition(cid, member, [AttemptState.QUEUED], AttemptState.DIALING, 30, claim="t")
-        admission = store.admit(cid, member, claim="t", lease_s=30, number=A, mode="invite", limits=[limit],
-                                nonce=f"n{contact}")
-        waits.append(admission.wait_s)
+    waits = [store.admit(cid, member, claim="t", lease_s=30, number=A, mode="invite", limits=[limit],
+                         nonce=f"n-{member}").wait_s for member in members]
     # Five at once at 5/s: one now, then one every 0.2 s, each with its slot reserved.
     assert waits == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8], abs=0.02)
 
 
 def test_a_waiter_woken_late_takes_a_new_slot_instead_of_going_out_bunched(store: Store, tmp_path: Path) -> None:
-    cid = create_campaign(store, tmp_path, [f"202-555-{n:04d}" for n in range(180, 183)])
-    store.set_state(cid, [CampaignState.DRAFT], CampaignState.RUNNING, fields={"trunk": TRUNK})
+    cid, members = claimed_attempts(store, tmp_path, count=3)
     limit = RateLimit.per_second(f"campaign:{cid}", 5)
-    members = [f"{contact}:{seq}" for contact, seq in queue(store, cid, [2, 3, 4])]
-    for member in members:
-        store.transition(cid, member, [AttemptState.QUEUED], AttemptState.DIALING, 30, claim="t")
 
     def admit(member: str) -> float:
         return store.admit(cid, member, claim="t", lease_s=30, number=A, mode="invite", limits=[limit],
@@ -174,11 +166,7 @@ def test_a_waiter_woken_late_takes_a_new_slot_instead_of_going_out_bunched(store
 
 
 def test_an_invite_step_rerun_after_a_lost_reply_counts_once(store: Store, tmp_path: Path) -> None:
-    cid = create_campaign(store, tmp_path, ["202-555-0180"])
-    store.set_state(cid, [CampaignState.DRAFT], CampaignState.RUNNING, fields={"trunk": TRUNK})
-    [(contact, seq)] = queue(store, cid, [2])
-    member = f"{contact}:{seq}"
-    store.transition(cid, member, [AttemptState.QUEUED], AttemptState.DIALING, 30, claim="t")
+    cid, [member] = claimed_attempts(store, tmp_path)
     limit = RateLimit.per_second(f"campaign:{cid}", 1)
     for _ in range(2):
         assert store.admit(cid, member, claim="t", lease_s=30, number=A, mode="invite", limits=[limit],
