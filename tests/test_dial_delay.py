@@ -24,7 +24,7 @@ from livekit import api
 from pipeline import API_KEY, API_SECRET, TRUNK, Sandbox, create_campaign, sandbox, settings_for
 
 from dialer import control
-from dialer.dialing import Dialer, dial_lease_s
+from dialer.dialing import Dialer, dial_lease_s, room_name
 from dialer.errors import StateError
 from dialer.livekit import LiveKitGateway
 from dialer.models import AttemptState, CampaignState
@@ -242,7 +242,7 @@ def test_a_task_slowed_past_its_lease_never_dials(store: Store, box: Sandbox, tm
     assert store.attempt(cid, f"{b}:{b_seq}")["late_tasks_refused"] >= 1  # type: ignore[index]
     [(_, again)] = queue(store, cid, [b])
     assert plain.dial(cid, b, again) == "answered"
-    assert [call["room"] for call in invites_to(box, B)] == [f"dial-{cid}-{b}-{again}"]
+    assert [call["room"] for call in invites_to(box, B)] == [room_name(cid, b, again)]
 
 
 def test_the_lease_is_renewed_while_a_task_waits_for_a_rate_slot(
@@ -344,7 +344,7 @@ def test_an_unknown_outcome_is_not_settled_by_one_empty_look(
 ) -> None:
     config = settings(redis_url, box)
     cid, a, seq = ringing_attempt(store, config, tmp_path)
-    room = f"dial-{cid}-{a}-{seq}"
+    room = room_name(cid, a, seq)
     looks: list[float] = []
 
     def late_livekit(seconds: float) -> None:
@@ -427,7 +427,7 @@ def test_a_retried_dispatch_never_puts_two_agents_in_one_call(
 ) -> None:
     config = settings(redis_url, box)
     cid, contact, seq = ringing_attempt(store, config, tmp_path)
-    room = f"dial-{cid}-{contact}-{seq}"
+    room = room_name(cid, contact, seq)
     task = threading.Thread(target=dialer(store, config, gateways, _DispatchReplyLost,
                                           sleep=lambda s: None).dial, args=(cid, contact, seq))
     task.start()
