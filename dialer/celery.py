@@ -18,7 +18,7 @@ from .settings import Settings, get_settings
 #: Longer than any task can run: the dial task is bounded by the ring timeout
 #: (at most 300 s) plus margins, and ingest of the largest allowed file by far less.
 VISIBILITY_TIMEOUT_S = 4 * 3600
-QUEUES = ("dial", "ingest", "control")
+QUEUES = ("dial", "ingest", "control", "webhooks")
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -43,6 +43,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "dialer.tasks.ingest_upload": {"queue": "ingest"},
             "dialer.tasks.pace": {"queue": "control"},
             "dialer.tasks.reconcile": {"queue": "control"},
+            # Deliveries wait on receivers: their own queue, so a separate worker can take them.
+            "dialer.tasks.webhooks": {"queue": "webhooks"},
+            "dialer.tasks.deliver_webhook": {"queue": "webhooks"},
         },
         "beat_schedule": beat_schedule(),
     }
@@ -51,12 +54,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 def beat_schedule() -> dict[str, Any]:
     from .pacer import PACER_PERIOD_S
     from .reconcile import RECONCILE_PERIOD_S
+    from .webhook_sender import DISPATCH_PERIOD_S
 
     return {
         "pace": {"task": "dialer.tasks.pace", "schedule": PACER_PERIOD_S,
                  "options": {"expires": PACER_PERIOD_S * 2}},
         "reconcile": {"task": "dialer.tasks.reconcile", "schedule": RECONCILE_PERIOD_S,
                       "options": {"expires": RECONCILE_PERIOD_S * 2}},
+        "webhooks": {"task": "dialer.tasks.webhooks", "schedule": DISPATCH_PERIOD_S,
+                     "options": {"expires": DISPATCH_PERIOD_S * 2}},
     }
 
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import control, metrics, reports
+from . import control, metrics, reports, webhook_sender
 from . import preview as preview_mod
 from .config import load_config
 from .doctor import Verdict, run_checks
@@ -28,6 +28,7 @@ from .reports import Format
 from .settings import get_settings
 from .store import Store
 from .tables import status_table
+from .webhooks import check_endpoints
 
 app = typer.Typer(help="Batch outbound dialer for AI voice agents.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -46,6 +47,8 @@ api_app = typer.Typer(help="The HTTP API and dashboard.", no_args_is_help=True)
 app.add_typer(api_app, name="api")
 api_key_app = typer.Typer(help="API keys for the HTTP API (stored only as hashes).", no_args_is_help=True)
 app.add_typer(api_key_app, name="api-key")
+webhooks_app = typer.Typer(help="Webhook deliveries: failed ones, and sending them again.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
 
 console = Console()
 #: Messages to stderr never wrap: scripts read errors as one line.
@@ -86,6 +89,7 @@ def campaign_create(
     """Create a draft campaign from a CSV of contacts and a config file."""
     settings = get_settings()
     campaign_config = load_config(config, {"name": name, "default_region": region})
+    check_endpoints(campaign_config.webhooks, settings.dialer_webhook_allow_private, settings.env_secret)
     store = open_store()
     with Progress(
         TextColumn("[bold]ingest[/]"),
@@ -483,6 +487,48 @@ def metrics_serve(
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     except KeyboardInterrupt:
         pass
+
+
+# -- webhooks ----------------------------------------------------------------------
+
+
+def _deliveries_table(title: str, deliveries: list[dict[str, Any]]) -> Table:
+    table = Table(title=title)
+    for column in ("event id", "type", "url", "tries", "last answer", "created", "last try"):
+        table.add_column(column, overflow="fold")
+    for item in deliveries:
+        answer = item["last_error"] or (str(item["last_status"]) if item["last_status"] else "")
+        table.add_row(item["event_id"], item["type"], item["url"], str(item["tries"]), answer,
+                      item["created_at"] or "", item["last_try_at"] or "")
+    return table
+
+
+@webhooks_app.command("failed")
+def webhooks_failed(campaign_id: str, as_json: JsonFlag = False) -> None:
+    """List a campaign's webhook deliveries that failed for good (retried past the horizon)."""
+    deliveries = webhook_sender.failed(open_store(), campaign_id)
+    if as_json:
+        print_json(deliveries)
+        return
+    if not deliveries:
+        console.print(f"no failed webhook deliveries in campaign {campaign_id}")
+        return
+    console.print(_deliveries_table(f"Failed webhook deliveries of campaign {campaign_id}", deliveries))
+    console.print(f"Send them again with: dialer webhooks replay {campaign_id} [--event EVENT_ID]")
+
+
+@webhooks_app.command("replay")
+def webhooks_replay(
+    campaign_id: str,
+    event: Annotated[str | None, typer.Option("--event", help="Only this event id (webhook-id).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Send failed webhook deliveries again (all of the campaign's, or one event's), with a new retry horizon."""
+    queued = webhook_sender.replay(open_store(), campaign_id, event)
+    if as_json:
+        print_json(queued)
+        return
+    console.print(f"{len(queued)} webhook deliver{'y' if len(queued) == 1 else 'ies'} queued again")
 
 
 @app.command("doctor")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError
 from .policy import SipClass
+from .webhooks import WebhookEndpoint
 from .window import CallingWindow, zone
 from .yamlfile import read_yaml
 
@@ -105,6 +106,8 @@ class CampaignConfig(BaseModel):
     #: Overrides of the SIP outcome policy: SIP code -> class (busy, no_answer, ...).
     sip_policy: dict[int, SipClass] = Field(default_factory=dict)
     circuit_breaker: CircuitBreaker = CircuitBreaker()
+    #: Receivers of the campaign's events (README, "Webhooks").
+    webhooks: tuple[WebhookEndpoint, ...] = ()
 
     @field_validator("default_region")
     @classmethod

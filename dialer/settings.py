@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 from functools import cache
 from pathlib import Path
 
 from pydantic import Field, ValidationError
+from dotenv import dotenv_values
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import SettingsError
@@ -15,6 +17,11 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_AGENT_NAME = "outbound-agent"
 DEFAULT_MAX_UPLOAD_MB = 512
 DEFAULT_WORKER_CONCURRENCY = 1000
+DEFAULT_WEBHOOK_TIMEOUT_S = 10.0
+DEFAULT_WEBHOOK_BACKOFF_S = 5.0
+DEFAULT_WEBHOOK_BACKOFF_MAX_S = 3_600.0
+DEFAULT_WEBHOOK_HORIZON_S = 86_400.0
+DEFAULT_WEBHOOK_MAX_IN_FLIGHT = 20
 
 #: What each setting is called in the environment, for error messages.
 ENV_NAMES = {
@@ -75,6 +82,21 @@ class Settings(BaseSettings):
     #: Added to the wall clock by the dialer; for dry runs and tests of calling windows.
     dialer_clock_offset_s: float = 0.0
 
+    # -- webhooks (dialer/webhooks.py, dialer/webhook_sender.py) ----------------------------
+    #: Allow webhook URLs that resolve to loopback, link-local or private addresses.
+    dialer_webhook_allow_private: bool = False
+    #: How long one delivery waits for the receiver (connect and answer) before it counts as failed.
+    dialer_webhook_timeout_s: float = Field(default=DEFAULT_WEBHOOK_TIMEOUT_S, gt=0, le=120)
+    #: The wait after the first failed try; it doubles after each further one ...
+    dialer_webhook_backoff_s: float = Field(default=DEFAULT_WEBHOOK_BACKOFF_S, gt=0)
+    #: ... up to this.
+    dialer_webhook_backoff_max_s: float = Field(default=DEFAULT_WEBHOOK_BACKOFF_MAX_S, gt=0)
+    #: How long a delivery keeps being retried before it is marked failed (replay it by hand then).
+    dialer_webhook_horizon_s: float = Field(default=DEFAULT_WEBHOOK_HORIZON_S, gt=0)
+    #: Deliveries in flight at once across the deployment: what a receiver that never answers
+    #: can hold of the workers' threads.
+    dialer_webhook_max_in_flight: int = Field(default=DEFAULT_WEBHOOK_MAX_IN_FLIGHT, ge=1)
+
     # -- the agent worker (agent_worker/) ---------------------------------------------------
     #: OpenAI API key for the agent's models; never logged.
     openai_api_key: str | None = Field(default=None, repr=False)
@@ -108,6 +130,14 @@ class Settings(BaseSettings):
     #: cleanup (result, room delete) stays inside it.
     agent_shutdown_timeout_s: float = Field(default=10.0, gt=0)
 
+    def env_secret(self, name: str) -> str | None:
+        """A secret named by a campaign (a webhook's ``secret_env``): from the environment, else
+        from the ``.env`` file; never stored in a config."""
+        value = os.environ.get(name)
+        if value is None and self.model_config.get("env_file"):
+            value = _dotenv().get(name)
+        return value or None
+
     def now(self) -> float:
         """The dialer's clock (unix seconds)."""
         return time.time() + self.dialer_clock_offset_s
@@ -125,6 +155,11 @@ class Settings(BaseSettings):
                 f"missing setting: {env}. Set it in the environment or in a .env file "
                 f"in the working directory (see .env.example)."
             )
+
+
+@cache
+def _dotenv() -> dict[str, str | None]:
+    return dotenv_values(".env")
 
 
 @cache

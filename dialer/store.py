@@ -24,6 +24,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 from .config import CampaignConfig
 from .errors import NotFoundError, StateError
 from .models import AttemptState, CampaignState, Outcome
+from .webhooks import subscribed
 
 PREFIX = "dialer"
 #: Contacts written per Redis round trip by the ingest.
@@ -125,6 +126,18 @@ class Keys:
     def heartbeats(role: str) -> str:
         return f"{PREFIX}:heartbeats:{role}"  #: zset process name -> last heartbeat (server clock)
 
+    @staticmethod
+    def webhooks(cid: str) -> str:
+        return f"{PREFIX}:campaign:{cid}:webhooks"  #: hash delivery id -> webhook delivery json
+
+    @staticmethod
+    def webhook_stats(cid: str) -> str:
+        return f"{PREFIX}:campaign:{cid}:webhook_stats"  #: hash created/delivered/failed/replayed/tries
+
+    webhook_outbox = f"{PREFIX}:webhooks:outbox"  #: list of event json, written with the fact they tell
+    webhook_due = f"{PREFIX}:webhooks:due"  #: zset "cid|delivery id" -> when to try it (server clock)
+    webhook_in_flight = f"{PREFIX}:webhooks:in_flight"  #: zset "cid|delivery id" -> claim's lease expiry
+    webhook_lock = f"{PREFIX}:lock:webhooks"  #: the single active webhook dispatcher
     metrics = f"{PREFIX}:metrics"  #: hash of process-wide histograms ("name:le:bound", "name:sum")
     leases = f"{PREFIX}:leases"  #: zset "cid:contact:seq" -> lease expiry, for the reconciler
     running = f"{PREFIX}:running"  #: set of running campaign ids
@@ -136,7 +149,7 @@ class Keys:
         return [
             cls.campaign(cid), cls.contacts(cid), cls.numbers(cid), cls.rejects(cid), cls.due(cid),
             cls.status(cid), cls.attempts(cid), cls.results(cid), cls.progress(cid), cls.active(cid),
-            cls.caller_turns(cid),
+            cls.caller_turns(cid), cls.webhooks(cid), cls.webhook_stats(cid),
         ]
 
 
@@ -245,6 +258,13 @@ def _lua(name: str) -> str:
     return resources.files("dialer").joinpath(f"lua/{name}.lua").read_text(encoding="utf-8")
 
 
+@cache
+def _finalise_with_events() -> str:
+    """finalise.lua as the function ``finalise_body``, run by finalise_events.lua, which writes
+    the ending's webhook events in the same atomic step (finalise.lua itself stays untouched)."""
+    return f"local function finalise_body()\n{_lua('finalise')}\nend\n{_lua('finalise_events')}"
+
+
 @dataclass(frozen=True)
 class CampaignRecord:
     """A campaign as stored."""
@@ -291,10 +311,13 @@ class Store:
         self._ingest_chunk = client.register_script(_lua("ingest_chunk"))
         self._pace = client.register_script(_lua("pace"))
         self._transition = client.register_script(_lua("transition"))
-        self._finalise = client.register_script(_lua("finalise"))
+        self._finalise = client.register_script(_finalise_with_events())
         self._admit = client.register_script(_lua("admit"))
         self._breaker = client.register_script(_lua("breaker"))
         self._cancel = client.register_script(_lua("cancel"))
+        self._webhook_fanout = client.register_script(_lua("webhook_fanout"))
+        self._webhook_claim = client.register_script(_lua("webhook_claim"))
+        self._webhook_record = client.register_script(_lua("webhook_record"))
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Store:
@@ -323,6 +346,8 @@ class Store:
                 "columns": json.dumps(list(columns)),
                 "phone_column": phone_column,
                 "source": source,
+                # Read by finalise_events.lua: which endings write webhook events ('' none).
+                "webhook_events": ",".join(sorted(subscribed(config.webhooks))),
             },
         )
         pipe.zadd(Keys.ingesting, {cid: now})
@@ -740,7 +765,8 @@ class Store:
         """End an attempt exactly once (see ``lua/finalise.lua``)."""
         keys = [Keys.attempts(cid), Keys.status(cid), Keys.due(cid), Keys.progress(cid),
                 Keys.active(cid), self._trunk_active_key(cid), Keys.leases, Keys.campaign(cid),
-                Keys.running, Keys.results(cid)]
+                Keys.running, Keys.results(cid),
+                Keys.webhook_outbox]  # always the last key: finalise_events.lua reads KEYS[#KEYS]
         args: list[Any] = [cid, member, ",".join(s.value for s in expected), now, verdict, outcome.value,
                 "1" if counts else "0", due_at, max_attempts, _json_fields(fields), pause_reason,
                 json.dumps(result, ensure_ascii=False) if result is not None else "", max_callbacks]
@@ -780,3 +806,50 @@ class Store:
     def pacer_alive(self) -> bool:
         """A worker ran the pacer within its lock's TTL (a few pacer periods): workers and beat are up."""
         return bool(self.redis.exists(Keys.pacer_lock))
+
+    # -- webhooks (dialer.webhook_sender) ----------------------------------------------
+
+    def webhook_events(self, limit: int) -> list[str]:
+        """The oldest events waiting in the outbox, as written (raw json)."""
+        return [_text(raw) for raw in self.redis.lrange(Keys.webhook_outbox, 0, limit - 1)]
+
+    def webhook_outbox_size(self) -> int:
+        return int(self.redis.llen(Keys.webhook_outbox))
+
+    def fan_out_webhook(self, raw_event: str, cid: str, deliveries: dict[str, str], now: float) -> int:
+        """Take the event at the outbox's head and store its deliveries (id -> json), due now,
+        in one step; deliveries that already exist are kept. -1: the head was another event."""
+        keys = [Keys.webhook_outbox, Keys.webhooks(cid), Keys.webhook_due, Keys.webhook_stats(cid)]
+        args: list[Any] = [raw_event, now, cid]
+        for delivery_id, body in deliveries.items():
+            args += [delivery_id, body]
+        return int(self._webhook_fanout(keys=keys, args=args))
+
+    def claim_webhooks(self, now: float, lease_s: float, max_in_flight: int) -> list[tuple[str, str]]:
+        """(campaign id, delivery id) of due deliveries, now in flight under a lease."""
+        members = self._webhook_claim(keys=[Keys.webhook_due, Keys.webhook_in_flight],
+                                      args=[now, lease_s, max_in_flight])
+        return [tuple(_text(m).split("|", 1)) for m in members]  # type: ignore[misc]
+
+    def webhook_delivery(self, cid: str, delivery_id: str) -> dict[str, Any] | None:
+        raw = self.redis.hget(Keys.webhooks(cid), delivery_id)
+        return orjson.loads(raw) if raw else None
+
+    def iter_webhook_deliveries(self, cid: str) -> Iterator[dict[str, Any]]:
+        for _, raw in self.redis.hscan_iter(Keys.webhooks(cid), count=READ_BATCH):
+            yield orjson.loads(raw)
+
+    def record_webhook(self, cid: str, delivery: dict[str, Any], tries_read: int, due_at: float | None,
+                       counter: str = "") -> bool:
+        """Write a delivery back if nobody changed it since it had ``tries_read`` tries; due again at
+        ``due_at`` (None: never), counting it under ``counter``. False when it was stale."""
+        keys = [Keys.webhooks(cid), Keys.webhook_due, Keys.webhook_in_flight, Keys.webhook_stats(cid)]
+        args: list[Any] = [delivery["id"], f"{cid}|{delivery['id']}", tries_read,
+                           orjson.dumps(delivery).decode(), "" if due_at is None else due_at, counter]
+        return _text(self._webhook_record(keys=keys, args=args)) == "ok"
+
+    def webhook_stats(self, cid: str) -> dict[str, int]:
+        return {_text(k): int(v) for k, v in self.redis.hgetall(Keys.webhook_stats(cid)).items()}
+
+    def webhooks_in_flight(self) -> int:
+        return int(self.redis.zcard(Keys.webhook_in_flight))

@@ -10,7 +10,7 @@ from typing import Any
 
 from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, worker_ready, worker_shutdown
 
-from . import uploads
+from . import uploads, webhook_sender
 from .celery import app
 from .config import parse_config
 from .dialing import Dialer
@@ -79,6 +79,22 @@ def pace() -> int | None:
 @app.task(name="dialer.tasks.reconcile")
 def reconcile() -> int | None:
     return reconcile_attempts(store(), gateway(), get_settings(), _token())
+
+
+@app.task(name="dialer.tasks.webhooks")
+def webhooks() -> int | None:
+    """Fan out new webhook events and hand due deliveries to ``deliver_webhook``."""
+    return webhook_sender.dispatch(store(), get_settings(), _enqueue_delivery, _token())
+
+
+@app.task(name="dialer.tasks.deliver_webhook")
+def deliver_webhook(campaign_id: str, delivery_id: str) -> str:
+    """One try of one webhook delivery (at least once; the receiver drops duplicates by webhook-id)."""
+    return webhook_sender.deliver(store(), get_settings(), campaign_id, delivery_id)
+
+
+def _enqueue_delivery(campaign_id: str, delivery_id: str) -> None:
+    deliver_webhook.apply_async((campaign_id, delivery_id), queue="webhooks")
 
 
 # -- heartbeats: a campaign that cannot move says why (dialer.liveness) ----------------------
