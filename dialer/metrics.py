@@ -15,6 +15,7 @@ from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from . import webhook_sender
 from .errors import NotFoundError
 from .models import CampaignState
 from .pacer import pace_factor
@@ -44,6 +45,11 @@ class DialerCollector(Collector):
                                 labels=["campaign"])
         ingest = GaugeMetricFamily("dialer_ingest_rows", "Rows of a campaign's file by what became of them",
                                    labels=["campaign", "kind"])
+        hooks = CounterMetricFamily("dialer_webhook_deliveries",
+                                    "Webhook deliveries per campaign by result (failed: past the retry horizon; "
+                                    "replayed: sent again by hand)", labels=["campaign", "result"])
+        hooks_pending = GaugeMetricFamily("dialer_webhook_deliveries_pending",
+                                          "Webhook deliveries waiting for a try or in one", labels=["campaign"])
         trunks: set[str] = set()
         now = store.server_time()
         for cid in store.recent_campaign_ids(MAX_CAMPAIGNS):
@@ -65,13 +71,22 @@ class DialerCollector(Collector):
                     _, result, code = key.split(":", 2)
                     attempts.add_metric([cid, result, code], value)
             in_flight.add_metric([cid], flying)
+            if record.config.webhooks:
+                counted = webhook_sender.counts(store, cid)
+                for result in ("created", "delivered", "failed_total", "replayed"):
+                    hooks.add_metric([cid, result.removesuffix("_total")], counted[result])
+                hooks_pending.add_metric([cid], counted["pending"])
             for kind in INGEST_COUNTERS:
                 ingest.add_metric([cid, kind], record.counts[kind])
             if record.state is CampaignState.RUNNING:
                 trunks.add(store.trunk_of(cid))
                 oldest = store.next_due_at(cid)
                 lag.add_metric([cid], max(0.0, now - oldest) if oldest is not None else 0.0)
-        yield from (contacts, outcomes, attempts, in_flight, lag, ingest)
+        yield from (contacts, outcomes, attempts, in_flight, lag, ingest, hooks, hooks_pending)
+        yield GaugeMetricFamily("dialer_webhook_outbox_events", "Webhook events not yet fanned out to deliveries",
+                                value=store.webhook_outbox_size())
+        yield GaugeMetricFamily("dialer_webhook_deliveries_in_flight", "Webhook deliveries being tried right now",
+                                value=store.webhooks_in_flight())
 
         trunk_calls = GaugeMetricFamily("dialer_trunk_calls_in_flight", "Attempts in flight on a trunk",
                                         labels=["trunk"])

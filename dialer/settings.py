@@ -7,8 +7,8 @@ import time
 from functools import cache
 from pathlib import Path
 
-from pydantic import Field, ValidationError
 from dotenv import dotenv_values
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import SettingsError

@@ -829,7 +829,11 @@ class Store:
         """(campaign id, delivery id) of due deliveries, now in flight under a lease."""
         members = self._webhook_claim(keys=[Keys.webhook_due, Keys.webhook_in_flight],
                                       args=[now, lease_s, max_in_flight])
-        return [tuple(_text(m).split("|", 1)) for m in members]  # type: ignore[misc]
+        claimed = []
+        for member in members:
+            cid, _, delivery_id = _text(member).partition("|")
+            claimed.append((cid, delivery_id))
+        return claimed
 
     def webhook_delivery(self, cid: str, delivery_id: str) -> dict[str, Any] | None:
         raw = self.redis.hget(Keys.webhooks(cid), delivery_id)

@@ -147,11 +147,12 @@ def fan_out(store: Store, now: float, limit: int = FAN_OUT_BATCH) -> int:
             body = body_of(store, record, event)
             for index, endpoint in enumerate(record.config.webhooks):
                 if event.type in endpoint.events:
-                    delivery = {"id": f"{event.id}.{index}", "event_id": event.id, "type": event.type.value,
+                    delivery_id = f"{event.id}.{index}"
+                    delivery = {"id": delivery_id, "event_id": event.id, "type": event.type.value,
                                 "campaign_id": cid, "endpoint": index, "url": endpoint.url,
                                 "secret_env": endpoint.secret_env, "body": body, "state": DeliveryState.PENDING,
                                 "tries": 0, "created_at": now, "window_start": now}
-                    deliveries[delivery["id"]] = orjson.dumps(delivery).decode()
+                    deliveries[delivery_id] = orjson.dumps(delivery).decode()
         made = store.fan_out_webhook(raw, cid, deliveries, now)
         if made < 0:
             break  # another dispatcher took the head; it carries on from there

@@ -21,6 +21,7 @@ from ...celery import app as celery_app
 from ...config import parse_config
 from ...errors import ConfigError, IngestError, NotFoundError
 from ...summary import draw_chart, summarise
+from ...webhooks import check_endpoints
 from ..deps import Reader, SettingsDep, StoreDep, Writer
 from ..errors import responses
 from ..schemas import (
@@ -94,6 +95,8 @@ async def create_campaign(request: Request, who: Writer, settings: SettingsDep, 
         if not isinstance(config_text, str):
             raise ConfigError("the form has no `config` field (the campaign config as YAML or JSON text)")
         config = parse_config_text(config_text, region if isinstance(region, str) and region else None)
+        await run_in_threadpool(check_endpoints, parse_config(config).webhooks, settings.dialer_webhook_allow_private,
+                                settings.env_secret)
         phone = phone_column if isinstance(phone_column, str) and phone_column else None
         upload = await run_in_threadpool(
             uploads.save, uploads.read_chunks(file.file), settings.dialer_upload_dir, file.filename, limit)
