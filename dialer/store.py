@@ -844,13 +844,23 @@ class Store:
             yield orjson.loads(raw)
 
     def record_webhook(self, cid: str, delivery: dict[str, Any], tries_read: int, due_at: float | None,
-                       counter: str = "") -> bool:
-        """Write a delivery back if nobody changed it since it had ``tries_read`` tries; due again at
-        ``due_at`` (None: never), counting it under ``counter``. False when it was stale."""
+                       counter: str = "", keep: bool = True) -> bool:
+        """Write a delivery back (or, ``keep=False``, remove it) if nobody changed it since it had
+        ``tries_read`` tries; due again at ``due_at`` (None: never), counting it under ``counter``.
+        False when it was stale."""
         keys = [Keys.webhooks(cid), Keys.webhook_due, Keys.webhook_in_flight, Keys.webhook_stats(cid)]
         args: list[Any] = [delivery["id"], f"{cid}|{delivery['id']}", tries_read,
-                           orjson.dumps(delivery).decode(), "" if due_at is None else due_at, counter]
+                           orjson.dumps(delivery).decode() if keep else "", "" if due_at is None else due_at,
+                           counter]
         return _text(self._webhook_record(keys=keys, args=args)) == "ok"
+
+    def drop_webhook_claim(self, cid: str, delivery_id: str) -> None:
+        """Forget the schedule of a delivery that is gone or no longer pending (a duplicate task, a
+        removed campaign), so it never comes back."""
+        pipe = self.redis.pipeline()
+        pipe.zrem(Keys.webhook_in_flight, f"{cid}|{delivery_id}")
+        pipe.zrem(Keys.webhook_due, f"{cid}|{delivery_id}")
+        pipe.execute()
 
     def webhook_stats(self, cid: str) -> dict[str, int]:
         return {_text(k): int(v) for k, v in self.redis.hgetall(Keys.webhook_stats(cid)).items()}

@@ -12,7 +12,8 @@
    when its lease ends, so every delivery is sent at least once.
 4. **Deliver.** One POST with a short timeout. A failed try is due again after an exponential
    backoff (never a Celery countdown); past the horizon (24 h) the delivery is marked failed,
-   listed by ``dialer webhooks failed`` and sent again by ``dialer webhooks replay``.
+   listed by ``dialer webhooks failed`` and sent again by ``dialer webhooks replay``. A delivered
+   one is only counted, so Redis holds what may still need sending, not every event ever sent.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ Enqueue = Callable[[str, str], None]
 
 class DeliveryState:
     PENDING = "pending"  #: waiting for its next try (or in one)
-    DELIVERED = "delivered"  #: the receiver answered 2xx
+    DELIVERED = "delivered"  #: the receiver answered 2xx; then only counted (the record is removed)
     FAILED = "failed"  #: every try within the horizon failed; replay it by hand
 
 
@@ -182,14 +183,15 @@ def deliver(store: Store, settings: Settings, cid: str, delivery_id: str,
     """Try one delivery once and record the result: delivered, retry (due again) or failed."""
     delivery = store.webhook_delivery(cid, delivery_id)
     if delivery is None or delivery["state"] != DeliveryState.PENDING:
-        return f"skipped:{delivery['state'] if delivery else 'missing'}"
+        store.drop_webhook_claim(cid, delivery_id)
+        return f"skipped:{delivery['state'] if delivery else 'delivered'}"
     tries = int(delivery["tries"])
     status, error = _send(settings, delivery, client)
     now = store.server_time()
     delivery.update(tries=tries + 1, last_try_at=now, last_status=status, last_error=error)
     if not error:
-        delivery.update(state=DeliveryState.DELIVERED, delivered_at=now)
-        store.record_webhook(cid, delivery, tries, None, "delivered")
+        # Only counted from now on: the hash keeps what may still need sending, not every event.
+        store.record_webhook(cid, delivery, tries, None, "delivered", keep=False)
         return DeliveryState.DELIVERED
     due_at = now + backoff_s(tries + 1, settings.dialer_webhook_backoff_s, settings.dialer_webhook_backoff_max_s)
     log.warning("webhook %s to %s failed (try %d): %s", delivery["event_id"], delivery["url"], tries + 1, error,
@@ -235,7 +237,7 @@ def _view(delivery: dict[str, Any]) -> dict[str, Any]:
         "url": delivery["url"], "state": delivery["state"], "tries": delivery["tries"],
         "last_status": delivery.get("last_status"), "last_error": delivery.get("last_error"),
         "created_at": _iso(delivery.get("created_at")), "last_try_at": _iso(delivery.get("last_try_at")),
-        "failed_at": _iso(delivery.get("failed_at")), "delivered_at": _iso(delivery.get("delivered_at")),
+        "failed_at": _iso(delivery.get("failed_at")),
     }
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from api import api_server, new_key
 from conftest import run_cli, wait_for
 from invariants import assert_dial_invariants
 from pipeline import create_campaign, run_to_end, sandbox, settings_for, workers
@@ -254,6 +255,20 @@ def test_failed_tries_are_retried_with_backoff_under_one_id(
     assert f'dialer_webhook_deliveries_pending{{campaign="{cid}"}} 0.0' in scraped
 
 
+def test_a_delivery_whose_record_is_gone_is_never_claimed_again(
+    store: Store, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    cid = make_campaign(store, tmp_path, receiver.url, 1, "call.completed")
+    end_call(store, cid, 2)
+    claimed: list[tuple[str, str]] = []
+    webhook_sender.dispatch(store, settings(), lambda c, d: claimed.append((c, d)), "test")
+    store.discard_campaign(cid)  # e.g. removed while its delivery task waited in the queue
+    assert webhook_sender.deliver(store, settings(), *claimed[0]) == "skipped:delivered"
+    assert store.webhooks_in_flight() == 0 and not store.redis.zcard("dialer:webhooks:due")
+    assert receiver.requests == []
+
+
 def test_a_delivery_to_a_private_address_is_refused_at_send_time(
     store: Store, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -368,3 +383,27 @@ def test_a_receiver_that_never_answers_does_not_delay_the_campaign(
     print(f"campaign of 20 calls: {baseline_s:.1f} s without webhooks, {hooked_s:.1f} s with a silent receiver")
     assert hooked_s < baseline_s * 1.5 + 2.0, (baseline_s, hooked_s)
     assert_dial_invariants(calls, store, [quiet, hooked])
+
+
+# -- the HTTP API -------------------------------------------------------------------------------
+
+
+def test_the_api_refuses_a_private_url_and_lists_and_replays_failed_deliveries(
+    store: Store, redis_url: str, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    receiver.fail_first = 1_000
+    cid = make_campaign(store, tmp_path, receiver.url, 1, "contact.finalized")
+    end_call(store, cid, 2)
+    assert run_dispatcher(store, settings(dialer_webhook_horizon_s=0.1)).count("failed") == 1
+    with api_server(redis_url, tmp_path, **{SECRET_ENV: SECRET}) as api, api.client(new_key(redis_url)) as client:
+        refused = client.post("/v1/campaigns", files={"file": ("c.csv", b"phone\n+12025550100\n", "text/csv")},
+                              data={"config": json.dumps({"name": "x", **hooks("http://127.0.0.1:9/x")})})
+        listed = client.get(f"/v1/campaigns/{cid}/webhooks/failed")
+        replayed = client.post(f"/v1/campaigns/{cid}/webhooks/replay")
+        unknown = client.get("/v1/campaigns/nosuch/webhooks/failed")
+    assert refused.status_code == 422 and "DIALER_WEBHOOK_ALLOW_PRIVATE" in refused.json()["error"]["message"]
+    assert listed.status_code == 200 and [d["type"] for d in listed.json()] == ["contact.finalized"]
+    assert replayed.status_code == 200 and replayed.json()[0]["state"] == "pending"
+    assert unknown.status_code == 404
+    assert webhook_sender.failed(store, cid) == []

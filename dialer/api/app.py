@@ -14,7 +14,7 @@ from ..metrics import make_registry
 from ..settings import Settings
 from ..store import Store
 from . import errors
-from .routes import campaigns, dashboard, dnc, health
+from .routes import campaigns, dashboard, dnc, health, webhooks
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -41,6 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(campaigns.router)
     app.include_router(dnc.router)
+    app.include_router(webhooks.router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Prometheus metrics, as `dialer metrics serve` has them (no key: no personal data in them).

@@ -121,3 +121,19 @@ class ContactDetail(BaseModel):
     outcome: str
     status: dict[str, object]
     attempts: list[ContactAttempt]
+
+
+class WebhookDelivery(BaseModel):
+    """One entry of ``dialer webhooks failed --json`` (and ``replay --json``)."""
+
+    event_id: str
+    delivery_id: str
+    type: str
+    url: str
+    state: str = Field(examples=["failed"])
+    tries: int
+    last_status: int | None
+    last_error: str | None
+    created_at: str | None
+    last_try_at: str | None
+    failed_at: str | None
