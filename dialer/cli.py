@@ -167,6 +167,8 @@ def campaign_show(campaign_id: str, as_json: JsonFlag = False) -> None:
     table.add_row("calling window", f"{window.start}-{window.end} {','.join(window.days)} (recipient's time)")
     table.add_row("limits", f"{cfg.max_concurrent_calls} concurrent, {cfg.calls_per_second:g}/s, "
                             f"{cfg.max_attempts} attempts, ring {cfg.ring_timeout_s}s")
+    for hook in cfg.webhooks:
+        table.add_row("webhook", f"{hook.url} ({', '.join(hook.events)}; secret in ${hook.secret_env})")
     console.print(table)
 
 

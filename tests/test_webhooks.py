@@ -163,6 +163,9 @@ def test_the_cli_refuses_a_private_url_before_storing_anything(redis_url: str, t
     allowed = run_cli(redis_url, "campaign", "create", str(contacts), "-c", str(config), "--json",
                       **{SECRET_ENV: SECRET, "DIALER_WEBHOOK_ALLOW_PRIVATE": "true"})
     assert allowed.returncode == 0, allowed.stderr
+    shown = run_cli(redis_url, "campaign", "show", json.loads(allowed.stdout)["campaign_id"])
+    assert "http://127.0.0.1:9/x" in shown.stdout and f"${SECRET_ENV}" in shown.stdout
+    assert SECRET not in shown.stdout
 
 
 def test_the_signature_matches_the_standard_webhooks_test_vector() -> None:
