@@ -8,6 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import httpx
 from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, worker_ready, worker_shutdown
 
 from . import uploads, webhook_sender
@@ -34,6 +35,12 @@ def store() -> Store:
 @cache
 def gateway() -> LiveKitGateway:
     return LiveKitGateway.from_settings(get_settings())
+
+
+@cache
+def http_client() -> httpx.Client:
+    """One HTTP client per worker process for webhook deliveries, shared by its threads."""
+    return webhook_sender.http_client(get_settings())
 
 
 @cache
@@ -90,7 +97,7 @@ def webhooks() -> int | None:
 @app.task(name="dialer.tasks.deliver_webhook")
 def deliver_webhook(campaign_id: str, delivery_id: str) -> str:
     """One try of one webhook delivery (at least once; the receiver drops duplicates by webhook-id)."""
-    return webhook_sender.deliver(store(), get_settings(), campaign_id, delivery_id)
+    return webhook_sender.deliver(store(), get_settings(), http_client(), campaign_id, delivery_id)
 
 
 def _enqueue_delivery(campaign_id: str, delivery_id: str) -> None:

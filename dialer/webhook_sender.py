@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import httpx
@@ -47,7 +48,7 @@ KEEP_ANSWER_CHARS = 200
 Enqueue = Callable[[str, str], None]
 
 
-class DeliveryState:
+class DeliveryState(StrEnum):
     PENDING = "pending"  #: waiting for its next try (or in one)
     DELIVERED = "delivered"  #: the receiver answered 2xx; then only counted (the record is removed)
     FAILED = "failed"  #: every try within the horizon failed; replay it by hand
@@ -178,8 +179,13 @@ def dispatch(store: Store, settings: Settings, enqueue: Enqueue, token: str) -> 
 # -- one delivery -----------------------------------------------------------------------------
 
 
-def deliver(store: Store, settings: Settings, cid: str, delivery_id: str,
-            client: httpx.Client | None = None) -> str:
+def http_client(settings: Settings) -> httpx.Client:
+    """The client deliveries are sent with: the timeout for connect and answer, no redirects
+    (a redirect could lead to an address the checks refuse)."""
+    return httpx.Client(timeout=settings.dialer_webhook_timeout_s, follow_redirects=False, trust_env=False)
+
+
+def deliver(store: Store, settings: Settings, client: httpx.Client, cid: str, delivery_id: str) -> str:
     """Try one delivery once and record the result: delivered, retry (due again) or failed."""
     delivery = store.webhook_delivery(cid, delivery_id)
     if delivery is None or delivery["state"] != DeliveryState.PENDING:
@@ -194,8 +200,8 @@ def deliver(store: Store, settings: Settings, cid: str, delivery_id: str,
         store.record_webhook(cid, delivery, tries, None, "delivered", keep=False)
         return DeliveryState.DELIVERED
     due_at = now + backoff_s(tries + 1, settings.dialer_webhook_backoff_s, settings.dialer_webhook_backoff_max_s)
-    log.warning("webhook %s to %s failed (try %d): %s", delivery["event_id"], delivery["url"], tries + 1, error,
-                extra={"call_id": cid})
+    log.warning("webhook %s of campaign %s to %s failed (try %d): %s", delivery["event_id"], cid,
+                delivery["url"], tries + 1, error)
     if due_at - float(delivery["window_start"]) > settings.dialer_webhook_horizon_s:
         delivery.update(state=DeliveryState.FAILED, failed_at=now, next_try_at=None)
         store.record_webhook(cid, delivery, tries, None, "failed")
@@ -205,7 +211,7 @@ def deliver(store: Store, settings: Settings, cid: str, delivery_id: str,
     return "retry"
 
 
-def _send(settings: Settings, delivery: dict[str, Any], client: httpx.Client | None) -> tuple[int | None, str]:
+def _send(settings: Settings, delivery: dict[str, Any], client: httpx.Client) -> tuple[int | None, str]:
     """(HTTP status, '' or why the try failed)."""
     url = delivery["url"]
     secret = settings.env_secret(delivery["secret_env"])
@@ -215,16 +221,15 @@ def _send(settings: Settings, delivery: dict[str, Any], client: httpx.Client | N
     body = delivery["body"].encode()
     sent_at = int(datetime.now(UTC).timestamp())
     try:
-        if client is None:
-            with httpx.Client(timeout=settings.dialer_webhook_timeout_s, follow_redirects=False) as own:
-                response = own.post(url, content=body, headers=headers(secret, delivery["event_id"], sent_at, body))
-        else:
-            response = client.post(url, content=body, headers=headers(secret, delivery["event_id"], sent_at, body))
+        # Streamed: only the start of an answer is read, however much the receiver sends.
+        with client.stream("POST", url, content=body,
+                           headers=headers(secret, delivery["event_id"], sent_at, body)) as response:
+            if 200 <= response.status_code < 300:
+                return response.status_code, ""
+            start = next(response.iter_bytes(KEEP_ANSWER_CHARS), b"")[:KEEP_ANSWER_CHARS]
     except httpx.HTTPError as exc:
         return None, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if 200 <= response.status_code < 300:
-        return response.status_code, ""
-    return response.status_code, f"HTTP {response.status_code}: {response.text[:KEEP_ANSWER_CHARS]}"
+    return response.status_code, f"HTTP {response.status_code}: {start.decode(errors='replace')}".rstrip()
 
 
 # -- the operator's surface (CLI, API) ---------------------------------------------------------

@@ -67,9 +67,11 @@ class Receiver:
         if self.silent:
             self.stopping.wait(60)
             return
+        answer = b"" if status == 200 else b"try later " * 1_000
         handler.send_response(status)
-        handler.send_header("content-length", "0")
+        handler.send_header("content-length", str(len(answer)))
         handler.end_headers()
+        handler.wfile.write(answer)
 
     def delivered(self) -> list[Received]:
         with self.lock:
@@ -222,14 +224,15 @@ def run_dispatcher(store: Store, conf: Settings, until: float = 10.0) -> list[st
     pending; returns each try's result."""
     results: list[str] = []
     deadline = time.monotonic() + until
-    while time.monotonic() < deadline:
-        claimed: list[tuple[str, str]] = []
-        webhook_sender.dispatch(store, conf, lambda cid, did, into=claimed: into.append((cid, did)), "test")
-        for cid, did in claimed:
-            results.append(webhook_sender.deliver(store, conf, cid, did))
-        if not claimed and store.webhook_outbox_size() == 0 and not store.redis.zcard("dialer:webhooks:due"):
-            return results
-        time.sleep(0.01)
+    with webhook_sender.http_client(conf) as client:
+        while time.monotonic() < deadline:
+            claimed: list[tuple[str, str]] = []
+            webhook_sender.dispatch(store, conf, lambda cid, did, into=claimed: into.append((cid, did)), "test")
+            for cid, did in claimed:
+                results.append(webhook_sender.deliver(store, conf, client, cid, did))
+            if not claimed and store.webhook_outbox_size() == 0 and not store.redis.zcard("dialer:webhooks:due"):
+                break
+            time.sleep(0.01)
     return results
 
 
@@ -267,7 +270,8 @@ def test_a_delivery_whose_record_is_gone_is_never_claimed_again(
     claimed: list[tuple[str, str]] = []
     webhook_sender.dispatch(store, settings(), lambda c, d: claimed.append((c, d)), "test")
     store.discard_campaign(cid)  # e.g. removed while its delivery task waited in the queue
-    assert webhook_sender.deliver(store, settings(), *claimed[0]) == "skipped:delivered"
+    with webhook_sender.http_client(settings()) as client:
+        assert webhook_sender.deliver(store, settings(), client, *claimed[0]) == "skipped:delivered"
     assert store.webhooks_in_flight() == 0 and not store.redis.zcard("dialer:webhooks:due")
     assert receiver.requests == []
 
@@ -298,6 +302,7 @@ def test_failed_deliveries_are_listed_and_replayed_from_the_cli(
     failed = json.loads(listed.stdout)
     assert sorted(d["type"] for d in failed) == ["call.completed", "contact.finalized"]
     assert all(d["last_status"] == 500 and d["tries"] >= 3 for d in failed)
+    assert failed[0]["last_error"].startswith("HTTP 500: try later") and len(failed[0]["last_error"]) < 220
     table = run_cli(redis_url, "webhooks", "failed", cid)
     assert failed[0]["event_id"] in table.stdout
 
