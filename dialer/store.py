@@ -825,10 +825,11 @@ class Store:
             args += [delivery_id, body]
         return int(self._webhook_fanout(keys=keys, args=args))
 
-    def claim_webhooks(self, now: float, lease_s: float, max_in_flight: int) -> list[tuple[str, str]]:
-        """(campaign id, delivery id) of due deliveries, now in flight under a lease."""
+    def claim_webhooks(self, now: float, lease_s: float, max_in_flight: int,
+                       limit: int | None = None) -> list[tuple[str, str]]:
+        """(campaign id, delivery id) of due deliveries (at most ``limit``), now in flight under a lease."""
         members = self._webhook_claim(keys=[Keys.webhook_due, Keys.webhook_in_flight],
-                                      args=[now, lease_s, max_in_flight])
+                                      args=[now, lease_s, max_in_flight, max_in_flight if limit is None else limit])
         claimed = []
         for member in members:
             cid, _, delivery_id = _text(member).partition("|")

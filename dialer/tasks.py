@@ -95,9 +95,10 @@ def webhooks() -> int | None:
 
 
 @app.task(name="dialer.tasks.deliver_webhook")
-def deliver_webhook(campaign_id: str, delivery_id: str) -> str:
-    """One try of one webhook delivery (at least once; the receiver drops duplicates by webhook-id)."""
-    return webhook_sender.deliver(store(), get_settings(), http_client(), campaign_id, delivery_id)
+def deliver_webhook(campaign_id: str, delivery_id: str) -> int:
+    """Try a webhook delivery, then the next due ones for a few seconds (at least once; the
+    receiver drops duplicates by webhook-id)."""
+    return webhook_sender.deliver_and_continue(store(), get_settings(), http_client(), campaign_id, delivery_id)
 
 
 def _enqueue_delivery(campaign_id: str, delivery_id: str) -> None:

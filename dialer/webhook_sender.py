@@ -8,8 +8,9 @@
    delivery per subscribed endpoint, with its body built once: every try sends the same bytes
    under the same ``webhook-id``.
 3. **Claim.** Due deliveries are claimed under a lease, at most ``DIALER_WEBHOOK_MAX_IN_FLIGHT``
-   at once, and each goes to a ``deliver_webhook`` task. A claim whose worker died is due again
-   when its lease ends, so every delivery is sent at least once.
+   at once, and each goes to a ``deliver_webhook`` task, which then claims the next due ones
+   itself for a few seconds (deliveries flow at the receivers' pace, not one batch per tick).
+   A claim whose worker died is due again when its lease ends: every delivery is sent at least once.
 4. **Deliver.** One POST with a short timeout. A failed try is due again after an exponential
    backoff (never a Celery countdown); past the horizon (24 h) the delivery is marked failed,
    listed by ``dialer webhooks failed`` and sent again by ``dialer webhooks replay``. A delivered
@@ -19,6 +20,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,8 +38,13 @@ from .webhooks import WebhookEvent, backoff_s, event_id, headers, secret_problem
 log = logging.getLogger(__name__)
 
 DISPATCH_PERIOD_S = 1.0
-#: Events fanned out per dispatch run.
+#: Events read from the outbox at a time ...
 FAN_OUT_BATCH = 500
+#: ... for at most this long per dispatcher run.
+FAN_OUT_BUDGET_S = 0.5
+#: A delivery task goes on with the next due delivery while it has run for less than this, so
+#: deliveries flow at DIALER_WEBHOOK_MAX_IN_FLIGHT / (a try's time), not per dispatcher tick.
+CONTINUE_FOR_S = 5.0
 #: How long the dispatcher's lock lives without renewal.
 LOCK_TTL_S = 10.0
 #: A claimed delivery is due again this long after its try's timeout if nobody recorded it.
@@ -131,12 +138,32 @@ def body_of(store: Store, record: CampaignRecord, event: Event) -> str:
 # -- the dispatcher ---------------------------------------------------------------------------
 
 
-def fan_out(store: Store, now: float, limit: int = FAN_OUT_BATCH) -> int:
-    """Turn up to ``limit`` outbox events into deliveries; returns the deliveries created."""
+def fan_out(store: Store, now: float, budget_s: float = FAN_OUT_BUDGET_S) -> int:
+    """Turn outbox events into deliveries, batch after batch, until the outbox is empty or the time
+    budget is spent; returns the deliveries created."""
+    created = 0
+    deadline = time.monotonic() + budget_s
+    while time.monotonic() < deadline:
+        batch = store.webhook_events(FAN_OUT_BATCH)
+        made = _fan_out_batch(store, now, batch)
+        if made < 0 or len(batch) < FAN_OUT_BATCH:
+            return created + max(made, 0)
+        created += made
+    return created
+
+
+def _fan_out_batch(store: Store, now: float, batch: list[str]) -> int:
+    """-1 when another dispatcher took the outbox's head meanwhile."""
     created = 0
     records: dict[str, CampaignRecord | None] = {}
-    for raw in store.webhook_events(limit):
-        event = Event.parse(raw)
+    for raw in batch:
+        try:
+            event = Event.parse(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("dropping a webhook event that cannot be read (%s): %.200s", exc, raw)
+            if store.fan_out_webhook(raw, "", {}, now) < 0:
+                return -1
+            continue
         cid = event.campaign_id
         if cid not in records:
             try:
@@ -157,7 +184,7 @@ def fan_out(store: Store, now: float, limit: int = FAN_OUT_BATCH) -> int:
                     deliveries[delivery_id] = orjson.dumps(delivery).decode()
         made = store.fan_out_webhook(raw, cid, deliveries, now)
         if made < 0:
-            break  # another dispatcher took the head; it carries on from there
+            return -1  # another dispatcher took the head; it carries on from there
         created += made
     return created
 
@@ -209,6 +236,24 @@ def deliver(store: Store, settings: Settings, client: httpx.Client, cid: str, de
     delivery["next_try_at"] = due_at
     store.record_webhook(cid, delivery, tries, due_at)
     return "retry"
+
+
+def deliver_and_continue(store: Store, settings: Settings, client: httpx.Client, cid: str, delivery_id: str,
+                         continue_for_s: float = CONTINUE_FOR_S) -> int:
+    """Deliver one claimed delivery, then claim and deliver the next due ones one at a time (the
+    slot this task holds passes on) until none is due or ``continue_for_s`` has passed. Returns
+    the tries made."""
+    started = time.monotonic()
+    tries = 0
+    while True:
+        tries += not deliver(store, settings, client, cid, delivery_id).startswith("skipped")
+        if time.monotonic() - started >= continue_for_s:
+            return tries
+        lease_s = settings.dialer_webhook_timeout_s + CLAIM_MARGIN_S
+        claimed = store.claim_webhooks(store.server_time(), lease_s, settings.dialer_webhook_max_in_flight, limit=1)
+        if not claimed:
+            return tries
+        cid, delivery_id = claimed[0]
 
 
 def _send(settings: Settings, delivery: dict[str, Any], client: httpx.Client) -> tuple[int | None, str]:

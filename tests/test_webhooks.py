@@ -261,6 +261,24 @@ def test_failed_tries_are_retried_with_backoff_under_one_id(
     assert f'dialer_webhook_deliveries_pending{{campaign="{cid}"}} 0.0' in scraped
 
 
+def test_one_delivery_task_goes_on_with_the_next_due_ones(
+    store: Store, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With one slot in flight, deliveries still flow at the receiver's pace, not one per dispatcher tick.
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    cid = make_campaign(store, tmp_path, receiver.url, 10, "call.completed")
+    for contact_id in range(2, 12):
+        end_call(store, cid, contact_id)
+    conf = settings(dialer_webhook_max_in_flight=1)
+    claimed: list[tuple[str, str]] = []
+    webhook_sender.dispatch(store, conf, lambda c, d: claimed.append((c, d)), "test")
+    assert len(claimed) == 1
+    with webhook_sender.http_client(conf) as client:
+        assert webhook_sender.deliver_and_continue(store, conf, client, *claimed[0]) == 10
+    assert len(receiver.event_ids("call.completed")) == 10
+    assert store.webhooks_in_flight() == 0 and webhook_sender.counts(store, cid)["pending"] == 0
+
+
 def test_a_delivery_whose_record_is_gone_is_never_claimed_again(
     store: Store, tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
