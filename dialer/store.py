@@ -132,7 +132,7 @@ class Keys:
 
     @staticmethod
     def webhook_stats(cid: str) -> str:
-        return f"{PREFIX}:campaign:{cid}:webhook_stats"  #: hash created/delivered/failed/replayed/tries
+        return f"{PREFIX}:campaign:{cid}:webhook_stats"  #: hash created/delivered/failed/replayed counts
 
     webhook_outbox = f"{PREFIX}:webhooks:outbox"  #: list of event json, written with the fact they tell
     webhook_due = f"{PREFIX}:webhooks:due"  #: zset "cid|delivery id" -> when to try it (server clock)
