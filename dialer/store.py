@@ -259,10 +259,10 @@ def _lua(name: str) -> str:
 
 
 @cache
-def _finalise_with_events() -> str:
-    """finalise.lua as the function ``finalise_body``, run by finalise_events.lua, which writes
-    the ending's webhook events in the same atomic step (finalise.lua itself stays untouched)."""
-    return f"local function finalise_body()\n{_lua('finalise')}\nend\n{_lua('finalise_events')}"
+def _with_events(name: str) -> str:
+    """``name``.lua as the function ``<name>_body``, run by ``<name>_events.lua``, which writes the
+    webhook events of what it did in the same atomic step (the script itself stays untouched)."""
+    return f"local function {name}_body()\n{_lua(name)}\nend\n{_lua(name + '_events')}"
 
 
 @dataclass(frozen=True)
@@ -311,10 +311,10 @@ class Store:
         self._ingest_chunk = client.register_script(_lua("ingest_chunk"))
         self._pace = client.register_script(_lua("pace"))
         self._transition = client.register_script(_lua("transition"))
-        self._finalise = client.register_script(_finalise_with_events())
+        self._finalise = client.register_script(_with_events("finalise"))
         self._admit = client.register_script(_lua("admit"))
         self._breaker = client.register_script(_lua("breaker"))
-        self._cancel = client.register_script(_lua("cancel"))
+        self._cancel = client.register_script(_with_events("cancel"))
         self._webhook_fanout = client.register_script(_lua("webhook_fanout"))
         self._webhook_claim = client.register_script(_lua("webhook_claim"))
         self._webhook_record = client.register_script(_lua("webhook_record"))
@@ -560,7 +560,8 @@ class Store:
 
     def cancel_waiting(self, cid: str, now: float, batch: int = READ_BATCH) -> int:
         """Give every contact still in the due set the outcome ``cancelled``."""
-        keys = [Keys.due(cid), Keys.status(cid), Keys.progress(cid), Keys.campaign(cid)]
+        keys = [Keys.due(cid), Keys.status(cid), Keys.progress(cid), Keys.campaign(cid),
+                Keys.webhook_outbox]  # always the last key: cancel_events.lua reads KEYS[#KEYS]
         total = 0
         while cancelled := int(self._cancel(keys=keys, args=[now, batch])):
             total += cancelled

@@ -122,8 +122,8 @@ def event_data(store: Store, record: CampaignRecord, event: Event) -> dict[str, 
     elif event.type is WebhookEvent.CONTACT_FINALIZED:
         status = store.contact_status(cid, event.contact_id) or {}
         last = status.get("last_attempt")
-        data.update(outcome=status.get("outcome", event.outcome), attempts=status.get("attempts", 0),
-                    dials=status.get("dials", 0), last_call_id=f"{cid}:{last}" if last else None,
+        data.update(outcome=status.get("outcome", event.outcome), attempts=status.get("attempts") or 0,
+                    dials=status.get("dials") or 0, last_call_id=f"{cid}:{last}" if last else None,
                     disposition=status.get("last_disposition"), final_at=_iso(status.get("final_at")))
     else:  # contact.opted_out
         data.update(call_id=f"{cid}:{event.member}", opted_out_at=_iso(event.at))

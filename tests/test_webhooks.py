@@ -209,6 +209,16 @@ def test_each_fact_writes_one_event(store: Store, tmp_path: Path) -> None:
     assert store.campaign_state(cid) == "completed"
 
 
+def test_contacts_a_cancel_finalises_get_their_event(store: Store, tmp_path: Path) -> None:
+    cid = make_campaign(store, tmp_path, "http://127.0.0.1:9/x", 3, "contact.finalized")
+    end_call(store, cid, 2)
+    store.set_state(cid, [CampaignState.RUNNING], CampaignState.CANCELLED)
+    assert store.cancel_waiting(cid, NOW, batch=1) == 2
+    events = [json.loads(raw) for raw in store.webhook_events(100)]
+    assert [(e["contact"], e["outcome"]) for e in events] == [(2, "answered"), (3, "cancelled"), (4, "cancelled")]
+    assert len({webhook_sender.Event.parse(raw).id for raw in store.webhook_events(100)}) == 3
+
+
 def test_a_campaign_without_webhooks_writes_no_events(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
     path.write_text("phone\n202-555-0100\n")
