@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import csvfile, liveness
+from . import csvfile, liveness, webhook_sender
 from .dialing import BREAKER_REASONS
 from .errors import NotFoundError, SettingsError, UserError
 from .models import CampaignState, Outcome
@@ -82,6 +82,8 @@ def status(store: Store, cid: str, stale_after_s: float = liveness.STALE_AFTER_S
         "trunk_pace_factor": round(factor, 3),
         # Why a running campaign is not moving: no dial worker, no beat, no pacer run.
         "problems": liveness.problems(store, stale_after_s) if record.state is CampaignState.RUNNING else [],
+        # Delivery counts of the campaign's webhooks (null without webhooks).
+        "webhooks": webhook_sender.counts(store, cid) if record.config.webhooks else None,
     }
 
 

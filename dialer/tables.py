@@ -22,5 +22,9 @@ def status_table(data: dict[str, Any]) -> Table:
     if data.get("trunk_pace_factor", 1) < 1:
         notes.append(f"trunk backing off after capacity refusals: {data['effective_calls_per_second']} "
                      f"calls/s ({data['trunk_pace_factor']:.0%} of the configured rate)")
+    hooks = data.get("webhooks")
+    if hooks and (hooks["failed"] or hooks["pending"]):
+        notes.append(f"webhooks: {hooks['delivered']:,} delivered, {hooks['pending']:,} pending, {hooks['failed']:,} "
+                     f"failed" + (f" (see `dialer webhooks failed {data['campaign_id']}`)" if hooks["failed"] else ""))
     table.caption = "\n".join(notes) or None
     return table

@@ -344,6 +344,11 @@ def test_failed_deliveries_are_listed_and_replayed_from_the_cli(
     assert [r.headers["webhook-id"] for r in receiver.requests] == [one]
     assert [d["event_id"] for d in webhook_sender.failed(store, cid)] == [failed[1]["event_id"]]
 
+    status = json.loads(run_cli(redis_url, "campaign", "status", cid, "--json").stdout)
+    assert status["webhooks"]["failed"] == 1 and status["webhooks"]["delivered"] == 1
+    table = " ".join(run_cli(redis_url, "campaign", "status", cid).stdout.split())  # the caption wraps
+    assert f"1 failed (see `dialer webhooks failed {cid}`)" in table
+
     unknown = run_cli(redis_url, "webhooks", "replay", cid, "--event", "msg_nope")
     assert unknown.returncode == 3 and "no failed webhook delivery" in unknown.stderr
     assert "Traceback" not in unknown.stderr
