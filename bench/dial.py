@@ -164,7 +164,7 @@ def run(pool: str, ring_s: float, contacts: int, tmp: Path, duration_s: float, p
         spy = None
         if py_spy:
             spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(worker.pid),
-                                    "-o", py_spy, "--format", "raw", "-r", "50", "--threads", "--idle"],
+                                    "-o", py_spy, "--format", "raw", "-r", "50", "--gil"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)
         cpu_before = tree_cpu_s(worker.pid)
