@@ -219,6 +219,21 @@ class Pacing:
 
 
 @dataclass(frozen=True)
+class Observation:
+    """One value for a histogram kept in ``Keys.metrics`` (see ``Store.observe``)."""
+
+    name: str
+    value: float
+    buckets: tuple[float, ...]
+
+    def fields(self) -> list[str]:
+        """The bucket fields the value counts in, then the sum's field and the value (a script's
+        arguments: every field but the last two gets +1, the sum field gets the value)."""
+        bounds = [*(b for b in self.buckets if self.value <= b), math.inf]
+        return [*(f"{self.name}:le:{bound:g}" for bound in bounds), f"{self.name}:sum", repr(self.value)]
+
+
+@dataclass(frozen=True)
 class Admission:
     """What ``Store.admit`` decided."""
 
@@ -260,6 +275,8 @@ class CampaignRecord:
     phone_column: str = ""
     source: str = ""
     pause_reason: str = ""
+    #: The trunk the campaign was started on ('' before it started); written once, with the start.
+    trunk: str = ""
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -394,6 +411,7 @@ class Store:
             phone_column=raw.get("phone_column", ""),
             source=raw.get("source", ""),
             pause_reason=raw.get("pause_reason", ""),
+            trunk=raw.get("trunk", ""),
         )
 
     def list_campaigns(self) -> list[CampaignRecord]:
@@ -601,15 +619,21 @@ class Store:
         return int(self.redis.zcard(Keys.active(cid)))
 
     def admit(self, cid: str, member: str, *, claim: str, lease_s: float, number: str, mode: str,
-              limits: Sequence[RateLimit] = (), nonce: str = "", fields: dict[str, Any] | None = None) -> Admission:
-        """The atomic check right before an INVITE (see ``lua/admit.lua``)."""
+              limits: Sequence[RateLimit] = (), nonce: str = "", fields: dict[str, Any] | None = None,
+              trunk: str | None = None, first_invite: Observation | None = None) -> Admission:
+        """The atomic check right before an INVITE (see ``lua/admit.lua``). ``trunk``, when the
+        caller knows it, saves a read; ``first_invite`` is added to its histogram by the script
+        when this admission lets the attempt's first INVITE go (no round trip of its own)."""
+        trunk = trunk or self.trunk_of(cid)
         campaign_limit, trunk_limit = [*limits, RateLimit.none(), RateLimit.none()][:2]
-        keys = [Keys.attempts(cid), Keys.campaign(cid), Keys.active(cid), self._trunk_active_key(cid),
+        keys = [Keys.attempts(cid), Keys.campaign(cid), Keys.active(cid), Keys.trunk_active(trunk),
                 Keys.leases, Keys.dnc, Keys.rate(campaign_limit.scope or f"campaign:{cid}"),
-                Keys.rate(trunk_limit.scope or f"trunk:{self.trunk_of(cid)}")]
+                Keys.rate(trunk_limit.scope or f"trunk:{trunk}"), Keys.metrics]
+        observed = first_invite.fields() if first_invite else []
         args: list[Any] = [cid, member, claim, lease_s, number, mode,
                            campaign_limit.events, campaign_limit.window_s,
-                           trunk_limit.events, trunk_limit.window_s, nonce, _json_fields(fields)]
+                           trunk_limit.events, trunk_limit.window_s, nonce, _json_fields(fields),
+                           len(observed), *observed]
         return Admission.parse(_text(self._admit(keys=keys, args=args)))
 
     def record_ending(self, cid: str, reason: str, *, window_s: float, min_attempts: int, failure_ratio: float,
@@ -643,8 +667,8 @@ class Store:
     def observe(self, name: str, value: float, buckets: Sequence[float]) -> None:
         """Add ``value`` to the histogram ``name``, kept in Redis so every worker adds to one."""
         pipe = self.redis.pipeline(transaction=False)
-        for bound in [*(b for b in buckets if value <= b), math.inf]:
-            pipe.hincrby(Keys.metrics, f"{name}:le:{bound:g}", 1)
+        for field_name in Observation(name, value, tuple(buckets)).fields()[:-2]:
+            pipe.hincrby(Keys.metrics, field_name, 1)
         pipe.hincrbyfloat(Keys.metrics, f"{name}:sum", value)
         pipe.execute()
 
@@ -711,10 +735,12 @@ class Store:
         lease_s: float,
         fields: dict[str, Any] | None = None,
         claim: str = "",
+        trunk: str | None = None,
     ) -> str:
         """Compare-and-set an attempt's state with a lease of ``lease_s`` from now (server clock);
-        'ok' or the state it was really in. ``claim`` makes the caller the attempt's holder."""
-        keys = [Keys.attempts(cid), Keys.active(cid), self._trunk_active_key(cid), Keys.leases]
+        'ok' or the state it was really in. ``claim`` makes the caller the attempt's holder;
+        ``trunk``, when the caller knows the campaign's, saves a read."""
+        keys = [Keys.attempts(cid), Keys.active(cid), self._trunk_active_key(cid, trunk), Keys.leases]
         args: list[Any] = [cid, member, ",".join(s.value for s in expected), to.value, lease_s,
                            _json_fields(fields), claim]
         return _text(self._transition(keys=keys, args=args))
@@ -736,18 +762,19 @@ class Store:
         pause_reason: str = "",
         result: dict[str, Any] | None = None,
         max_callbacks: int = 0,
+        trunk: str | None = None,
     ) -> str:
         """End an attempt exactly once (see ``lua/finalise.lua``)."""
         keys = [Keys.attempts(cid), Keys.status(cid), Keys.due(cid), Keys.progress(cid),
-                Keys.active(cid), self._trunk_active_key(cid), Keys.leases, Keys.campaign(cid),
+                Keys.active(cid), self._trunk_active_key(cid, trunk), Keys.leases, Keys.campaign(cid),
                 Keys.running, Keys.results(cid)]
         args: list[Any] = [cid, member, ",".join(s.value for s in expected), now, verdict, outcome.value,
                 "1" if counts else "0", due_at, max_attempts, _json_fields(fields), pause_reason,
                 json.dumps(result, ensure_ascii=False) if result is not None else "", max_callbacks]
         return _text(self._finalise(keys=keys, args=args))
 
-    def _trunk_active_key(self, cid: str) -> str:
-        return Keys.trunk_active(self.trunk_of(cid))
+    def _trunk_active_key(self, cid: str, trunk: str | None = None) -> str:
+        return Keys.trunk_active(trunk or self.trunk_of(cid))
 
     def trunk_of(self, cid: str) -> str:
         return _text(self.redis.hget(Keys.campaign(cid), "trunk")) or "default"
