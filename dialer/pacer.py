@@ -15,7 +15,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from .errors import NotFoundError
 from .settings import Settings
 from .store import CampaignRecord, Keys, Pacing, Store
 from .window import is_open, next_opening
@@ -68,23 +67,27 @@ def burst(calls_per_second: float) -> float:
 
 def pace_campaign(
     store: Store, settings: Settings, record: CampaignRecord, now: float, enqueue: Enqueue,
-    trunk_sharers: int = 1,
+    trunk_sharers: int = 1, *, factor: float | None = None, in_flight: int | None = None,
 ) -> int:
     """Queue what one campaign may dial now; returns how many attempts were queued.
 
     ``trunk_sharers`` is how many campaigns on this trunk (this one included) are still to be
-    paced in this run: the campaign takes at most that share of the trunk's budget.
+    paced in this run: the campaign takes at most that share of the trunk's budget. ``factor``
+    (the trunk's pace factor) and ``in_flight`` save their reads when the caller has them.
     """
     config = record.config
-    trunk = store.trunk_of(record.id)
-    factor = pace_factor(store, trunk)
+    trunk = record.trunk or store.trunk_of(record.id)
+    if factor is None:
+        factor = pace_factor(store, trunk)
+    if in_flight is None:
+        in_flight = store.in_flight(record.id)
     campaign_rate = config.calls_per_second * factor
     trunk_rate = settings.dialer_trunk_calls_per_second * factor
     pacing = Pacing(campaign_rate=campaign_rate, campaign_burst=burst(campaign_rate),
                     trunk_rate=trunk_rate, trunk_burst=burst(trunk_rate) if trunk_rate > 0 else 0.0,
                     trunk_sharers=trunk_sharers)
     # An upper bound only; the buckets inside the pacing script decide.
-    budget = min(config.max_concurrent_calls - store.in_flight(record.id), int(pacing.campaign_burst))
+    budget = min(config.max_concurrent_calls - in_flight, int(pacing.campaign_burst))
     moment = datetime.fromtimestamp(now, UTC)
     queued = scanned = 0
     while budget > 0 and scanned < MAX_SCAN:
@@ -95,6 +98,8 @@ def pace_campaign(
         ready: list[int] = []
         later: dict[int, float] = {}
         for contact_id, data in zip(ids, store.contacts(record.id, ids), strict=True):
+            if len(ready) >= budget:
+                break  # the rest stay due, as they were, for the next run
             zones = (data or {}).get("time_zones", [])
             if is_open(config.calling_window, zones, moment):
                 ready.append(contact_id)
@@ -124,18 +129,17 @@ def pace(store: Store, settings: Settings, enqueue: Enqueue, token: str) -> int 
         return None
     store.heartbeat("pacer", token)
     now = settings.now()
-    by_trunk: dict[str, list[CampaignRecord]] = defaultdict(list)
-    for cid in store.running_campaigns():
-        try:
-            record = store.get_campaign(cid)
-        except NotFoundError:  # a campaign deleted under us is simply skipped
-            continue
-        by_trunk[store.trunk_of(cid)].append(record)
+    by_trunk: dict[str, list[tuple[CampaignRecord, int]]] = defaultdict(list)
+    # One read of every running campaign (a campaign deleted under us is simply skipped).
+    for record, in_flight in store.running_records():
+        by_trunk[record.trunk or "default"].append((record, in_flight))
     queued = 0
-    for records in by_trunk.values():
+    for trunk, records in by_trunk.items():
+        factor = pace_factor(store, trunk)  # once per trunk and run, not per campaign
         # Rotate who goes first each run, so no campaign is always served last on a busy trunk.
         turn = int(now / PACER_PERIOD_S) % len(records)
         ordered = records[turn:] + records[:turn]
-        for index, record in enumerate(ordered):
-            queued += pace_campaign(store, settings, record, now, enqueue, trunk_sharers=len(ordered) - index)
+        for index, (record, in_flight) in enumerate(ordered):
+            queued += pace_campaign(store, settings, record, now, enqueue, trunk_sharers=len(ordered) - index,
+                                    factor=factor, in_flight=in_flight)
     return queued

@@ -396,7 +396,30 @@ class Store:
         return stale
 
     def get_campaign(self, cid: str) -> CampaignRecord:
-        raw = {_text(k): _text(v) for k, v in self.redis.hgetall(Keys.campaign(cid)).items()}
+        return self._campaign_record(cid, self.redis.hgetall(Keys.campaign(cid)))
+
+    def running_records(self) -> list[tuple[CampaignRecord, int]]:
+        """Every running campaign with its attempts in flight, in two round trips (the pacer's
+        view; campaigns removed or stopped meanwhile are left out)."""
+        ids = self.running_campaigns()
+        pipe = self.redis.pipeline(transaction=False)
+        for cid in ids:
+            pipe.hgetall(Keys.campaign(cid))
+            pipe.zcard(Keys.active(cid))
+        replies = pipe.execute()
+        out = []
+        for index, cid in enumerate(ids):
+            raw, in_flight = replies[2 * index], replies[2 * index + 1]
+            try:
+                record = self._campaign_record(cid, raw)
+            except NotFoundError:
+                continue
+            out.append((record, int(in_flight)))
+        return out
+
+    @staticmethod
+    def _campaign_record(cid: str, fields: dict[Any, Any]) -> CampaignRecord:
+        raw = {_text(k): _text(v) for k, v in fields.items()}
         if not raw or raw.get("state") == CampaignState.INGESTING.value:
             raise NotFoundError(f"no campaign with id {cid!r} (see `dialer campaign list`)")
         return CampaignRecord(
