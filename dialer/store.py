@@ -219,6 +219,22 @@ class Pacing:
 
 
 @dataclass(frozen=True)
+class QueueRequest:
+    """One campaign's share of a pacer run (see ``Store.queue_attempts_many``)."""
+
+    cid: str
+    trunk: str
+    #: Due contacts inside their calling window, to become queued attempts.
+    contact_ids: list[int]
+    lease_s: float
+    max_concurrent: int
+    trunk_max_concurrent: int
+    pacing: Pacing | None = None
+    #: Contacts whose window is closed: contact id -> when it opens (re-scored first).
+    later: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Observation:
     """One value for a histogram kept in ``Keys.metrics`` (see ``Store.observe``)."""
 
@@ -610,6 +626,23 @@ class Store:
         raw = self.redis.hmget(Keys.contacts(cid), [str(i) for i in ids])
         return [orjson.loads(item) if item else None for item in raw]
 
+    def due_contacts_many(self, wanted: Sequence[tuple[str, int]], now: float) -> list[list[int]]:
+        """``due_contacts`` for several (campaign id, limit) pairs in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for cid, limit in wanted:
+            pipe.zrangebyscore(Keys.due(cid), "-inf", now, start=0, num=limit)
+        return [[int(_text(i)) for i in ids] for ids in pipe.execute()] if wanted else []
+
+    def contacts_many(self, wanted: Sequence[tuple[str, Sequence[int]]]) -> list[list[dict[str, Any] | None]]:
+        """``contacts`` for several (campaign id, contact ids) pairs in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        asked = [(cid, ids) for cid, ids in wanted if ids]
+        for cid, ids in asked:
+            pipe.hmget(Keys.contacts(cid), [str(i) for i in ids])
+        replies = iter(pipe.execute() if asked else [])
+        return [[orjson.loads(item) if item else None for item in next(replies)] if ids else []
+                for _, ids in wanted]
+
     def queue_attempts(
         self,
         cid: str,
@@ -624,16 +657,37 @@ class Store:
     ) -> list[str]:
         """Atomically move due contacts to queued attempts within the concurrency limits and,
         with ``pacing``, the campaign's and the trunk's release budgets."""
-        if not contact_ids:
-            return []
-        pacing = pacing or Pacing.unlimited()
-        keys = [Keys.campaign(cid), Keys.due(cid), Keys.status(cid), Keys.attempts(cid),
-                Keys.active(cid), Keys.trunk_active(trunk), Keys.leases, Keys.progress(cid),
-                Keys.bucket(f"campaign:{cid}"), Keys.bucket(f"trunk:{trunk}")]
-        args: list[Any] = [cid, now, lease_s, max_concurrent, trunk_max_concurrent,
-                           pacing.campaign_rate, pacing.campaign_burst, pacing.trunk_rate, pacing.trunk_burst,
-                           pacing.trunk_sharers, *contact_ids]
-        return [_text(member) for member in self._pace(keys=keys, args=args)]
+        request = QueueRequest(cid, trunk, list(contact_ids), lease_s=lease_s, max_concurrent=max_concurrent,
+                               trunk_max_concurrent=trunk_max_concurrent, pacing=pacing)
+        return self.queue_attempts_many([request], now=now)[0]
+
+    def queue_attempts_many(self, requests: Sequence[QueueRequest], now: float) -> list[list[str]]:
+        """``reschedule_due`` then ``queue_attempts`` for each request, in order, in one round
+        trip (each script still atomic; the next one sees what the one before it took)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for request in requests:
+            cid, trunk = request.cid, request.trunk
+            if request.later:
+                pipe.zadd(Keys.due(cid), {str(k): v for k, v in request.later.items()}, xx=True)
+            if not request.contact_ids:
+                continue
+            pacing = request.pacing or Pacing.unlimited()
+            keys = [Keys.campaign(cid), Keys.due(cid), Keys.status(cid), Keys.attempts(cid),
+                    Keys.active(cid), Keys.trunk_active(trunk), Keys.leases, Keys.progress(cid),
+                    Keys.bucket(f"campaign:{cid}"), Keys.bucket(f"trunk:{trunk}")]
+            args: list[Any] = [cid, now, request.lease_s, request.max_concurrent, request.trunk_max_concurrent,
+                               pacing.campaign_rate, pacing.campaign_burst, pacing.trunk_rate, pacing.trunk_burst,
+                               pacing.trunk_sharers, *request.contact_ids]
+            self._pace(keys=keys, args=args, client=pipe)
+        if len(pipe) == 0:
+            return [[] for _ in requests]
+        replies = iter(pipe.execute())
+        out = []
+        for request in requests:
+            if request.later:
+                next(replies)
+            out.append([_text(member) for member in next(replies)] if request.contact_ids else [])
+        return out
 
     def attempt_count(self, cid: str) -> int:
         return int(self.redis.hlen(Keys.attempts(cid)))
