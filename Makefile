@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install redis test lint demo bench-ingest bench-dial bench-report bench-agent bench-soak bench-api clean
+.PHONY: install redis test lint demo bench-ingest bench-dial bench-report bench-agent bench-pacer bench-soak bench-api clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ bench-ingest: install redis
 
 bench-dial: install redis
 	$(BIN)/python bench/dial.py
+
+# Starts its own redis-server; `redis` only makes sure one is installed.
+bench-pacer: install redis
+	$(BIN)/python bench/pacer.py
 
 bench-report: install redis
 	$(BIN)/python bench/report.py

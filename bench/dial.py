@@ -1,12 +1,17 @@
-"""Benchmark: dialing throughput and calls kept ringing by one worker process.
+"""Benchmark: dialing throughput and calls kept ringing by one worker process, beside the dial peer.
 
-Against the sandbox (a real HTTP server) and a throwaway redis-server:
-1. zero ring time: sustained dial attempts per second with one worker;
-2. 20 s ring time: how many calls one worker keeps ringing at once, and its RSS.
-Each is run with the default worker (threads pool) and with a plain prefork
-worker at its default concurrency (one process per CPU), dialing the same way.
+Against the sandbox (a real HTTP server) and a throwaway redis-server, in one run:
+1. zero ring time: dial attempts per second of one worker process from `campaign start` to every
+   contact final, its CPU seconds per attempt (the worker's process tree) and peak RSS; then the
+   dial peer (``bench/dial_peer.py``: a plain asyncio loop over ``livekit-api``, 200 at a time, no
+   ledger, no limits) on the same sandbox and the same numbers, and the ratio;
+2. ``--ring-s`` ring time: how many calls one worker keeps ringing at once, and its RSS; the peer
+   with no concurrency cap beside it.
+The figures are printed as JSON and as ``BENCH-ROW {json}`` lines (one per row of the summary
+table: figure, ours, peer, unit, target, met), also written to ``--json-out`` when given.
 
-    .venv/bin/python bench/dial.py [--contacts N] [--ring-contacts N] [--pools threads,prefork]
+    .venv/bin/python bench/dial.py [--contacts N] [--ring-contacts N] [--ring-s S] [--pools threads,prefork]
+                                   [--py-spy FILE] [--json-out FILE]
 """
 
 from __future__ import annotations
@@ -38,6 +43,12 @@ from dialer.store import Store  # noqa: E402
 
 KEY, SECRET, TRUNK = "bench-key", "bench-secret-0123456789", "ST_bench"
 OPEN_ALWAYS = {"start": "00:00", "end": "24:00", "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}
+#: The dial peer's concurrency in the zero-ring run (the issue's "200 at a time").
+PEER_CONCURRENCY = 200
+#: Targets of issue #11.
+TARGET_RATIO = 0.5
+TARGET_RINGING = 2000
+TARGET_RSS_MIB = 500
 
 
 def sandbox_calls(url: str) -> list[dict[str, Any]]:
@@ -45,24 +56,75 @@ def sandbox_calls(url: str) -> list[dict[str, Any]]:
         return list(json.loads(response.read()))
 
 
-def tree_rss_mib(pid: int) -> float:
+def clear_sandbox_calls(url: str) -> None:
+    urllib.request.urlopen(urllib.request.Request(f"{url}/sandbox/calls", method="DELETE"), timeout=30).close()
+
+
+def _tree(pid: int) -> list[psutil.Process]:
     process = psutil.Process(pid)
-    total = process.memory_info().rss
-    for child in process.children(recursive=True):
+    return [process, *process.children(recursive=True)]
+
+
+def tree_rss_mib(pid: int) -> float:
+    total = 0
+    for process in _tree(pid):
         try:
-            total += child.memory_info().rss
+            total += process.memory_info().rss
         except psutil.NoSuchProcess:
             continue
     return total / 2**20
 
 
-def contacts_csv(path: Path, count: int) -> None:
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its live children."""
+    total = 0.0
+    for process in _tree(pid):
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def numbers(count: int) -> list[str]:
     # Fictional-format but valid US numbers, one per contact.
-    lines = ["phone"] + [f"+1202{2000000 + i:07d}" for i in range(count)]
-    path.write_text("\n".join(lines) + "\n")
+    return [f"+1202{2000000 + i:07d}" for i in range(count)]
 
 
-def run(pool: str, ring_s: float, contacts: int, tmp: Path, duration_s: float | None) -> dict[str, Any]:
+def ringing(url: str, prefix: str) -> int:
+    return sum(1 for c in sandbox_calls(url) if c["call_status"] == "ringing" and c["room"].startswith(prefix))
+
+
+def run_peer(url: str, env: dict[str, str], tmp: Path, count: int, concurrency: int, ring_s: float,
+             poll_ringing: bool) -> dict[str, Any]:
+    """The dial peer on the same sandbox and numbers; its CPU, RSS and (when asked) peak ringing."""
+    clear_sandbox_calls(url)
+    path = tmp / f"peer-numbers-{count}.txt"
+    path.write_text("\n".join(numbers(count)) + "\n")
+    peer = subprocess.Popen([sys.executable, str(ROOT / "bench" / "dial_peer.py"), "--url", url, "--numbers",
+                             str(path), "--concurrency", str(concurrency), "--ring-timeout", str(int(ring_s) + 10)],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE)
+    peak_rss = peak_ringing = 0.0
+    cpu = 0.0
+    while peer.poll() is None:
+        try:
+            peak_rss = max(peak_rss, tree_rss_mib(peer.pid))
+            cpu = tree_cpu_s(peer.pid)
+        except psutil.NoSuchProcess:
+            break
+        if poll_ringing:
+            peak_ringing = max(peak_ringing, ringing(url, "peer-"))
+        time.sleep(0.5)
+    assert peer.stdout is not None
+    out = json.loads(peer.stdout.read())
+    attempts = max(1, out["attempts"])
+    return {**out, "concurrency": concurrency, "cpu_s_per_attempt": round(cpu / attempts, 5),
+            "peak_rss_mib": round(peak_rss), "peak_ringing": int(peak_ringing)}
+
+
+def run(pool: str, ring_s: float, contacts: int, tmp: Path, duration_s: float, py_spy: str | None = None,
+        peer: bool = True) -> dict[str, Any]:
     with ExitStack() as stack, local_redis() as redis_url:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -94,47 +156,111 @@ def run(pool: str, ring_s: float, contacts: int, tmp: Path, duration_s: float | 
         settings = Settings(redis_url=redis_url, livekit_url=url, livekit_api_key=KEY, livekit_api_secret=SECRET,
                             sip_outbound_trunk_id=TRUNK)
         csv_path = tmp / f"contacts-{pool}-{ring_s}.csv"
-        contacts_csv(csv_path, contacts)
+        csv_path.write_text("\n".join(["phone", *numbers(contacts)]) + "\n")
         config = parse_config({"name": "bench", "calling_window": OPEN_ALWAYS, "calls_per_second": 2000,
                                "max_concurrent_calls": 5000, "ring_timeout_s": int(ring_s) + 10,
                                "max_call_duration_s": 60})
         cid = ingest_file(store, csv_path, config, max_bytes=2**30).campaign_id
+        spy = None
+        if py_spy:
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(worker.pid),
+                                    "-o", py_spy, "--format", "raw", "-r", "50", "--gil"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)
+        cpu_before = tree_cpu_s(worker.pid)
         started = time.monotonic()
         control.start(store, settings, cid)
         peak_ringing = peak_rss = 0.0
-        deadline = started + (duration_s or 600)
+        deadline = started + duration_s
         while time.monotonic() < deadline:
             status = control.status(store, cid)
             if status["final"] >= contacts:
                 break
             if ring_s:
-                calls = sandbox_calls(url)
-                peak_ringing = max(peak_ringing, sum(1 for c in calls if c["call_status"] == "ringing"))
+                peak_ringing = max(peak_ringing, ringing(url, "dial-"))
             peak_rss = max(peak_rss, tree_rss_mib(worker.pid))
-            time.sleep(0.5)
+            time.sleep(0.2 if not ring_s else 0.5)
         elapsed = time.monotonic() - started
+        cpu = tree_cpu_s(worker.pid) - cpu_before
+        if spy is not None:
+            spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
+            spy.wait(30)
         status = control.status(store, cid)
         if status["state"] == "running":
             control.cancel(store, settings, cid)
-        calls = sandbox_calls(url)
-        return {"pool": pool, "ring_s": ring_s, "contacts": contacts, "elapsed_s": round(elapsed, 1),
-                "final": status["final"], "invites": len(calls),
-                "invites_per_s": round(len(calls) / elapsed, 1), "peak_ringing": int(peak_ringing),
+        invites = sum(1 for c in sandbox_calls(url) if c["room"].startswith("dial-"))
+        ours = {"pool": pool, "ring_s": ring_s, "contacts": contacts, "elapsed_s": round(elapsed, 2),
+                "final": status["final"], "invites": invites, "attempts_per_s": round(status["final"] / elapsed, 1),
+                "cpu_s_per_attempt": round(cpu / max(1, invites), 5), "peak_ringing": int(peak_ringing),
                 "peak_worker_rss_mib": round(peak_rss)}
+        if not peer:
+            return {"ours": ours}
+        if ring_s:
+            # Let our ringing calls end before the peer's are counted.
+            wait_until(lambda: ringing(url, "dial-") == 0, ring_s + 30, "our calls to stop ringing")
+            theirs = run_peer(url, env, tmp, contacts, contacts, ring_s, poll_ringing=True)
+        else:
+            theirs = run_peer(url, env, tmp, contacts, PEER_CONCURRENCY, ring_s, poll_ringing=False)
+        return {"ours": ours, "peer": theirs}
+
+
+def rows(zero: dict[str, Any] | None, ring: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The summary table's rows (one JSON object each)."""
+    out: list[dict[str, Any]] = []
+    if zero:
+        ours, peer = zero["ours"], zero.get("peer")
+        ratio = ours["attempts_per_s"] / peer["attempts_per_s"] if peer else None
+        out.append({"figure": "dial attempts/s, one worker process, zero ring, start to all final",
+                    "ours": ours["attempts_per_s"], "peer": peer["attempts_per_s"] if peer else None,
+                    "unit": "attempts/s", "target": f">= {TARGET_RATIO}x the dial peer",
+                    "met": bool(ratio is not None and ratio >= TARGET_RATIO)})
+        out.append({"figure": "dial attempts/s vs the dial peer (ratio)", "ours": round(ratio, 3) if ratio else 0,
+                    "peer": 1.0, "unit": "x", "target": f">= {TARGET_RATIO}",
+                    "met": bool(ratio is not None and ratio >= TARGET_RATIO)})
+        out.append({"figure": "CPU seconds per dial attempt (worker process tree)",
+                    "ours": ours["cpu_s_per_attempt"], "peer": peer["cpu_s_per_attempt"] if peer else None,
+                    "unit": "CPU s/attempt", "target": "printed", "met": True})
+    if ring:
+        ours, peer = ring["ours"], ring.get("peer")
+        met = ours["peak_ringing"] >= TARGET_RINGING and ours["peak_worker_rss_mib"] < TARGET_RSS_MIB
+        out.append({"figure": f"calls ringing at once, one worker process ({ours['contacts']} contacts, "
+                              f"{ours['ring_s']:g} s ring)",
+                    "ours": ours["peak_ringing"], "peer": peer["peak_ringing"] if peer else None,
+                    "unit": "calls", "target": f">= {TARGET_RINGING} with RSS < {TARGET_RSS_MIB} MiB", "met": met})
+        out.append({"figure": "peak RSS while calls ring, one worker process", "ours": ours["peak_worker_rss_mib"],
+                    "peer": peer["peak_rss_mib"] if peer else None, "unit": "MiB",
+                    "target": f"< {TARGET_RSS_MIB}", "met": ours["peak_worker_rss_mib"] < TARGET_RSS_MIB})
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--contacts", type=int, default=3000, help="contacts for the zero-ring run")
-    parser.add_argument("--ring-contacts", type=int, default=700, help="contacts for the 20 s ring run")
-    parser.add_argument("--pools", default="threads,prefork")
+    parser.add_argument("--contacts", type=int, default=1500, help="contacts for the zero-ring run")
+    parser.add_argument("--ring-contacts", type=int, default=2500, help="contacts for the ringing run")
+    parser.add_argument("--ring-s", type=float, default=25.0, help="ring time of the ringing run")
+    parser.add_argument("--pools", default="threads", help="threads and/or prefork (prefork: no peer, no rows)")
+    parser.add_argument("--skip", default="", help="'zero' or 'ring' to leave that run out")
+    parser.add_argument("--py-spy", default=None, help="record the worker with py-spy (raw format) into FILE")
+    parser.add_argument("--json-out", default=None, help="also write the BENCH-ROW objects here (JSON lines)")
     args = parser.parse_args()
+    table: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for pool in args.pools.split(","):
-            zero = run(pool, 0.0, args.contacts if pool == "threads" else min(args.contacts, 300), Path(tmp), 300)
-            print(json.dumps(zero), flush=True)
-            ringing = run(pool, 20.0, args.ring_contacts, Path(tmp), 30)
-            print(json.dumps(ringing), flush=True)
+            main_pool = pool == "threads"
+            zero = ring = None
+            if args.skip != "zero":
+                zero = run(pool, 0.0, args.contacts if main_pool else min(args.contacts, 300), Path(tmp), 300,
+                           py_spy=args.py_spy if main_pool else None, peer=main_pool)
+                print(json.dumps(zero), flush=True)
+            if args.skip != "ring":
+                ring = run(pool, args.ring_s, args.ring_contacts, Path(tmp), args.ring_s + 15, peer=main_pool)
+                print(json.dumps(ring), flush=True)
+            if main_pool:
+                table += rows(zero, ring)
+    for row in table:
+        print("BENCH-ROW " + json.dumps(row), flush=True)
+    if args.json_out:
+        Path(args.json_out).write_text("".join(json.dumps(row) + "\n" for row in table))
 
 
 if __name__ == "__main__":

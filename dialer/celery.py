@@ -28,6 +28,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_S},
         "broker_pool_limit": settings.dialer_worker_concurrency + 10,
         "task_ignore_result": True,
+        # No result backend is used; the disabled one is stateless. Without this Celery builds one
+        # per worker thread (entry-point scan included): 1,000 builds for the default pool.
+        "result_backend_thread_safe": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_serializer": "json",

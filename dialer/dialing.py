@@ -42,7 +42,7 @@ from .models import AttemptState, CallResult, CampaignState, DispatchMetadata, O
 from .pacer import back_off, pace_factor
 from .policy import Action, SipClass, Verdict, classify, is_ambiguous
 from .settings import Settings
-from .store import CampaignRecord, RateLimit, Store, through_outages
+from .store import CampaignRecord, Observation, RateLimit, Store, through_outages
 from .window import is_open, next_opening
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,11 @@ class _Attempt:
     claimed_at: float = field(default_factory=time.monotonic)
     #: The number the callee sees, chosen once per attempt from the campaign's pool.
     caller_id: str = ""
+    #: The trunk the campaign runs on (fixed when it started): read once per attempt.
+    trunk: str = "default"
+    #: The calls-per-second limits of this attempt's INVITEs: the trunk's pace factor is read
+    #: once per attempt, and again only after a capacity refusal backed the trunk off.
+    limits: list[RateLimit] | None = None
 
     @property
     def member(self) -> str:
@@ -237,18 +242,20 @@ class Dialer:
     def dial(self, cid: str, contact_id: int, seq: int) -> str:
         """Dial one queued attempt; returns what became of it (for logs and tests)."""
         campaign = self.campaign(cid)
+        # The trunk is written once, with the start; a record read before it has none.
+        trunk = campaign.trunk or self.store.trunk_of(cid)
         member = f"{contact_id}:{seq}"
         now = self.clock()
         claim = uuid.uuid4().hex
         claimed = self.store.transition(cid, member, [AttemptState.QUEUED], AttemptState.DIALING,
                                         dial_lease_s(self.settings, campaign.config), {"dial_started_at": now},
-                                        claim=claim)
+                                        claim=claim, trunk=trunk)
         if claimed != "ok":
             log.info("attempt %s:%s already %s; duplicate delivery ignored", cid, member, claimed,
                      extra={"call_id": f"{cid}:{member}"})
             return f"duplicate:{claimed}"
         contact = self.store.contacts(cid, [contact_id])[0] or {}
-        attempt = _Attempt(cid, contact_id, seq, campaign, contact, claim)
+        attempt = _Attempt(cid, contact_id, seq, campaign, contact, claim, trunk=trunk)
         try:
             self._window(attempt)
             self._admit(attempt, "hold")
@@ -273,13 +280,20 @@ class Dialer:
         """Check the claim, the campaign and DNC atomically and renew the lease; with ``invite``
         also wait for the calls-per-second slots (renewing the lease while waiting)."""
         nonce = uuid.uuid4().hex
+        if attempt.limits is None:
+            attempt.limits = self._limits(attempt)
         while True:
+            first_invite = None
             if mode == "invite":
                 self._window(attempt)
+                # Counted by the script only when it lets the attempt's first INVITE go.
+                first_invite = Observation("dial_latency_s", time.monotonic() - attempt.claimed_at,
+                                           DIAL_LATENCY_BUCKETS_S)
             admission = self.store.admit(
                 attempt.cid, attempt.member, claim=attempt.claim,
                 lease_s=dial_lease_s(self.settings, attempt.config), number=attempt.number, mode=mode,
-                limits=self._limits(attempt), nonce=nonce, fields={"caller_id": attempt.caller_id or None},
+                limits=attempt.limits, nonce=nonce, fields={"caller_id": attempt.caller_id or None},
+                trunk=attempt.trunk, first_invite=first_invite,
             )
             if admission.ok:
                 return
@@ -298,7 +312,7 @@ class Dialer:
 
     def _limits(self, attempt: _Attempt) -> list[RateLimit]:
         """The calls-per-second limits of this INVITE, slowed while the trunk backs off."""
-        trunk = self.store.trunk_of(attempt.cid)
+        trunk = attempt.trunk
         factor = pace_factor(self.store, trunk)
         guard_s = self.settings.dialer_rate_guard_s
         limits = [RateLimit.per_second(f"campaign:{attempt.cid}", attempt.config.calls_per_second * factor, guard_s)]
@@ -424,7 +438,7 @@ class Dialer:
         self._admit(attempt, "invite")
         config = attempt.config
         request = api.CreateSIPParticipantRequest(
-            sip_trunk_id=self.store.trunk_of(attempt.cid),
+            sip_trunk_id=attempt.trunk,
             sip_call_to=attempt.number,
             sip_number=attempt.caller_id,
             room_name=attempt.room,
@@ -440,15 +454,14 @@ class Dialer:
         request.max_call_duration.seconds = config.max_call_duration_s
         attempt.invites += 1
         log.info("INVITE %s (try %d)", mask(attempt.number), attempt.invites, extra=attempt.log_extra)
-        if attempt.invites == 1:
-            self.store.observe("dial_latency_s", time.monotonic() - attempt.claimed_at, DIAL_LATENCY_BUCKETS_S)
         try:
             return self.gateway.dial(request)
         except api.ServerError as exc:
             verdict = self._classify(attempt, exc)
             if verdict is not None and verdict.rule.action in (Action.RETRY_SOON, Action.SLOW_DOWN):
                 if verdict.rule.action is Action.SLOW_DOWN:
-                    back_off(self.store, self.store.trunk_of(attempt.cid))
+                    back_off(self.store, attempt.trunk)
+                    attempt.limits = None  # the next try reads the slower pace
                 raise _RetryableFailure(verdict) from None
             raise
         except TRANSIENT_ERRORS as exc:
@@ -468,7 +481,7 @@ class Dialer:
         now = self.clock()
         moved = self.store.transition(attempt.cid, attempt.member, [AttemptState.DIALING],
                                       AttemptState.IN_CALL, in_call_lease_s(self.settings, attempt.config),
-                                      {"answered_at": now, "sip_call_id": sip_call_id})
+                                      {"answered_at": now, "sip_call_id": sip_call_id}, trunk=attempt.trunk)
         log.info("call %s answered", mask(attempt.number), extra=attempt.log_extra)
         self._count_ending(attempt, "")
         return "answered" if moved == "ok" else f"answered:{moved}"
@@ -594,6 +607,7 @@ class Dialer:
             attempt.cid, attempt.member, [AttemptState.DIALING], now=self.clock(), verdict=verdict,
             outcome=outcome, counts=counts, due_at=due_at, max_attempts=attempt.config.max_attempts,
             fields={"reason": reason, **marker, **(fields or {})}, pause_reason=pause_reason,
+            trunk=attempt.trunk,
         )
 
 

@@ -16,7 +16,9 @@ from .errors import SettingsError
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_AGENT_NAME = "outbound-agent"
 DEFAULT_MAX_UPLOAD_MB = 512
-DEFAULT_WORKER_CONCURRENCY = 1000
+#: Enough threads for 2,000+ calls ringing at once in one process (bench/README.md: 2,500 ringing
+#: at 382 MiB RSS); each ringing call holds one thread.
+DEFAULT_WORKER_CONCURRENCY = 3000
 DEFAULT_WEBHOOK_TIMEOUT_S = 10.0
 DEFAULT_WEBHOOK_BACKOFF_S = 5.0
 DEFAULT_WEBHOOK_BACKOFF_MAX_S = 3_600.0

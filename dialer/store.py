@@ -232,6 +232,37 @@ class Pacing:
 
 
 @dataclass(frozen=True)
+class QueueRequest:
+    """One campaign's share of a pacer run (see ``Store.queue_attempts_many``)."""
+
+    cid: str
+    trunk: str
+    #: Due contacts inside their calling window, to become queued attempts.
+    contact_ids: list[int]
+    lease_s: float
+    max_concurrent: int
+    trunk_max_concurrent: int
+    pacing: Pacing | None = None
+    #: Contacts whose window is closed: contact id -> when it opens (re-scored first).
+    later: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One value for a histogram kept in ``Keys.metrics`` (see ``Store.observe``)."""
+
+    name: str
+    value: float
+    buckets: tuple[float, ...]
+
+    def fields(self) -> list[str]:
+        """The bucket fields the value counts in, then the sum's field and the value (a script's
+        arguments: every field but the last two gets +1, the sum field gets the value)."""
+        bounds = [*(b for b in self.buckets if self.value <= b), math.inf]
+        return [*(f"{self.name}:le:{bound:g}" for bound in bounds), f"{self.name}:sum", repr(self.value)]
+
+
+@dataclass(frozen=True)
 class Admission:
     """What ``Store.admit`` decided."""
 
@@ -280,6 +311,8 @@ class CampaignRecord:
     phone_column: str = ""
     source: str = ""
     pause_reason: str = ""
+    #: The trunk the campaign was started on ('' before it started); written once, with the start.
+    trunk: str = ""
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -404,7 +437,30 @@ class Store:
         return stale
 
     def get_campaign(self, cid: str) -> CampaignRecord:
-        raw = {_text(k): _text(v) for k, v in self.redis.hgetall(Keys.campaign(cid)).items()}
+        return self._campaign_record(cid, self.redis.hgetall(Keys.campaign(cid)))
+
+    def running_records(self) -> list[tuple[CampaignRecord, int]]:
+        """Every running campaign with its attempts in flight, in two round trips (the pacer's
+        view; campaigns removed or stopped meanwhile are left out)."""
+        ids = self.running_campaigns()
+        pipe = self.redis.pipeline(transaction=False)
+        for cid in ids:
+            pipe.hgetall(Keys.campaign(cid))
+            pipe.zcard(Keys.active(cid))
+        replies = pipe.execute()
+        out = []
+        for index, cid in enumerate(ids):
+            raw, in_flight = replies[2 * index], replies[2 * index + 1]
+            try:
+                record = self._campaign_record(cid, raw)
+            except NotFoundError:
+                continue
+            out.append((record, int(in_flight)))
+        return out
+
+    @staticmethod
+    def _campaign_record(cid: str, fields: dict[Any, Any]) -> CampaignRecord:
+        raw = {_text(k): _text(v) for k, v in fields.items()}
         if not raw or raw.get("state") == CampaignState.INGESTING.value:
             raise NotFoundError(f"no campaign with id {cid!r} (see `dialer campaign list`)")
         return CampaignRecord(
@@ -419,6 +475,7 @@ class Store:
             phone_column=raw.get("phone_column", ""),
             source=raw.get("source", ""),
             pause_reason=raw.get("pause_reason", ""),
+            trunk=raw.get("trunk", ""),
         )
 
     def list_campaigns(self) -> list[CampaignRecord]:
@@ -595,6 +652,23 @@ class Store:
         raw = self.redis.hmget(Keys.contacts(cid), [str(i) for i in ids])
         return [orjson.loads(item) if item else None for item in raw]
 
+    def due_contacts_many(self, wanted: Sequence[tuple[str, int]], now: float) -> list[list[int]]:
+        """``due_contacts`` for several (campaign id, limit) pairs in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for cid, limit in wanted:
+            pipe.zrangebyscore(Keys.due(cid), "-inf", now, start=0, num=limit)
+        return [[int(_text(i)) for i in ids] for ids in pipe.execute()] if wanted else []
+
+    def contacts_many(self, wanted: Sequence[tuple[str, Sequence[int]]]) -> list[list[dict[str, Any] | None]]:
+        """``contacts`` for several (campaign id, contact ids) pairs in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        asked = [(cid, ids) for cid, ids in wanted if ids]
+        for cid, ids in asked:
+            pipe.hmget(Keys.contacts(cid), [str(i) for i in ids])
+        replies = iter(pipe.execute() if asked else [])
+        return [[orjson.loads(item) if item else None for item in next(replies)] if ids else []
+                for _, ids in wanted]
+
     def queue_attempts(
         self,
         cid: str,
@@ -609,16 +683,37 @@ class Store:
     ) -> list[str]:
         """Atomically move due contacts to queued attempts within the concurrency limits and,
         with ``pacing``, the campaign's and the trunk's release budgets."""
-        if not contact_ids:
-            return []
-        pacing = pacing or Pacing.unlimited()
-        keys = [Keys.campaign(cid), Keys.due(cid), Keys.status(cid), Keys.attempts(cid),
-                Keys.active(cid), Keys.trunk_active(trunk), Keys.leases, Keys.progress(cid),
-                Keys.bucket(f"campaign:{cid}"), Keys.bucket(f"trunk:{trunk}")]
-        args: list[Any] = [cid, now, lease_s, max_concurrent, trunk_max_concurrent,
-                           pacing.campaign_rate, pacing.campaign_burst, pacing.trunk_rate, pacing.trunk_burst,
-                           pacing.trunk_sharers, *contact_ids]
-        return [_text(member) for member in self._pace(keys=keys, args=args)]
+        request = QueueRequest(cid, trunk, list(contact_ids), lease_s=lease_s, max_concurrent=max_concurrent,
+                               trunk_max_concurrent=trunk_max_concurrent, pacing=pacing)
+        return self.queue_attempts_many([request], now=now)[0]
+
+    def queue_attempts_many(self, requests: Sequence[QueueRequest], now: float) -> list[list[str]]:
+        """``reschedule_due`` then ``queue_attempts`` for each request, in order, in one round
+        trip (each script still atomic; the next one sees what the one before it took)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for request in requests:
+            cid, trunk = request.cid, request.trunk
+            if request.later:
+                pipe.zadd(Keys.due(cid), {str(k): v for k, v in request.later.items()}, xx=True)
+            if not request.contact_ids:
+                continue
+            pacing = request.pacing or Pacing.unlimited()
+            keys = [Keys.campaign(cid), Keys.due(cid), Keys.status(cid), Keys.attempts(cid),
+                    Keys.active(cid), Keys.trunk_active(trunk), Keys.leases, Keys.progress(cid),
+                    Keys.bucket(f"campaign:{cid}"), Keys.bucket(f"trunk:{trunk}")]
+            args: list[Any] = [cid, now, request.lease_s, request.max_concurrent, request.trunk_max_concurrent,
+                               pacing.campaign_rate, pacing.campaign_burst, pacing.trunk_rate, pacing.trunk_burst,
+                               pacing.trunk_sharers, *request.contact_ids]
+            self._pace(keys=keys, args=args, client=pipe)
+        if len(pipe) == 0:
+            return [[] for _ in requests]
+        replies = iter(pipe.execute())
+        out = []
+        for request in requests:
+            if request.later:
+                next(replies)
+            out.append([_text(member) for member in next(replies)] if request.contact_ids else [])
+        return out
 
     def attempt_count(self, cid: str) -> int:
         return int(self.redis.hlen(Keys.attempts(cid)))
@@ -627,15 +722,21 @@ class Store:
         return int(self.redis.zcard(Keys.active(cid)))
 
     def admit(self, cid: str, member: str, *, claim: str, lease_s: float, number: str, mode: str,
-              limits: Sequence[RateLimit] = (), nonce: str = "", fields: dict[str, Any] | None = None) -> Admission:
-        """The atomic check right before an INVITE (see ``lua/admit.lua``)."""
+              limits: Sequence[RateLimit] = (), nonce: str = "", fields: dict[str, Any] | None = None,
+              trunk: str | None = None, first_invite: Observation | None = None) -> Admission:
+        """The atomic check right before an INVITE (see ``lua/admit.lua``). ``trunk``, when the
+        caller knows it, saves a read; ``first_invite`` is added to its histogram by the script
+        when this admission lets the attempt's first INVITE go (no round trip of its own)."""
+        trunk = trunk or self.trunk_of(cid)
         campaign_limit, trunk_limit = [*limits, RateLimit.none(), RateLimit.none()][:2]
-        keys = [Keys.attempts(cid), Keys.campaign(cid), Keys.active(cid), self._trunk_active_key(cid),
+        keys = [Keys.attempts(cid), Keys.campaign(cid), Keys.active(cid), Keys.trunk_active(trunk),
                 Keys.leases, Keys.dnc, Keys.rate(campaign_limit.scope or f"campaign:{cid}"),
-                Keys.rate(trunk_limit.scope or f"trunk:{self.trunk_of(cid)}")]
+                Keys.rate(trunk_limit.scope or f"trunk:{trunk}"), Keys.metrics]
+        observed = first_invite.fields() if first_invite else []
         args: list[Any] = [cid, member, claim, lease_s, number, mode,
                            campaign_limit.events, campaign_limit.window_s,
-                           trunk_limit.events, trunk_limit.window_s, nonce, _json_fields(fields)]
+                           trunk_limit.events, trunk_limit.window_s, nonce, _json_fields(fields),
+                           len(observed), *observed]
         return Admission.parse(_text(self._admit(keys=keys, args=args)))
 
     def record_ending(self, cid: str, reason: str, *, window_s: float, min_attempts: int, failure_ratio: float,
@@ -669,8 +770,8 @@ class Store:
     def observe(self, name: str, value: float, buckets: Sequence[float]) -> None:
         """Add ``value`` to the histogram ``name``, kept in Redis so every worker adds to one."""
         pipe = self.redis.pipeline(transaction=False)
-        for bound in [*(b for b in buckets if value <= b), math.inf]:
-            pipe.hincrby(Keys.metrics, f"{name}:le:{bound:g}", 1)
+        for field_name in Observation(name, value, tuple(buckets)).fields()[:-2]:
+            pipe.hincrby(Keys.metrics, field_name, 1)
         pipe.hincrbyfloat(Keys.metrics, f"{name}:sum", value)
         pipe.execute()
 
@@ -737,10 +838,12 @@ class Store:
         lease_s: float,
         fields: dict[str, Any] | None = None,
         claim: str = "",
+        trunk: str | None = None,
     ) -> str:
         """Compare-and-set an attempt's state with a lease of ``lease_s`` from now (server clock);
-        'ok' or the state it was really in. ``claim`` makes the caller the attempt's holder."""
-        keys = [Keys.attempts(cid), Keys.active(cid), self._trunk_active_key(cid), Keys.leases]
+        'ok' or the state it was really in. ``claim`` makes the caller the attempt's holder;
+        ``trunk``, when the caller knows the campaign's, saves a read."""
+        keys = [Keys.attempts(cid), Keys.active(cid), self._trunk_active_key(cid, trunk), Keys.leases]
         args: list[Any] = [cid, member, ",".join(s.value for s in expected), to.value, lease_s,
                            _json_fields(fields), claim]
         return _text(self._transition(keys=keys, args=args))
@@ -762,10 +865,11 @@ class Store:
         pause_reason: str = "",
         result: dict[str, Any] | None = None,
         max_callbacks: int = 0,
+        trunk: str | None = None,
     ) -> str:
         """End an attempt exactly once (see ``lua/finalise.lua``)."""
         keys = [Keys.attempts(cid), Keys.status(cid), Keys.due(cid), Keys.progress(cid),
-                Keys.active(cid), self._trunk_active_key(cid), Keys.leases, Keys.campaign(cid),
+                Keys.active(cid), self._trunk_active_key(cid, trunk), Keys.leases, Keys.campaign(cid),
                 Keys.running, Keys.results(cid),
                 Keys.webhook_outbox]  # always the last key: finalise_events.lua reads KEYS[#KEYS]
         args: list[Any] = [cid, member, ",".join(s.value for s in expected), now, verdict, outcome.value,
@@ -773,8 +877,8 @@ class Store:
                 json.dumps(result, ensure_ascii=False) if result is not None else "", max_callbacks]
         return _text(self._finalise(keys=keys, args=args))
 
-    def _trunk_active_key(self, cid: str) -> str:
-        return Keys.trunk_active(self.trunk_of(cid))
+    def _trunk_active_key(self, cid: str, trunk: str | None = None) -> str:
+        return Keys.trunk_active(trunk or self.trunk_of(cid))
 
     def trunk_of(self, cid: str) -> str:
         return _text(self.redis.hget(Keys.campaign(cid), "trunk")) or "default"

@@ -4,13 +4,15 @@
 -- the campaign and for the trunk at once. Every call renews the attempt's lease, so a task
 -- waiting for a slot never loses its attempt to the reconciler. Time is the Redis server's.
 -- KEYS: 1 attempts hash, 2 campaign hash, 3 campaign active zset, 4 trunk active zset,
---       5 leases zset, 6 dnc set, 7 campaign rate zset, 8 trunk rate zset
+--       5 leases zset, 6 dnc set, 7 campaign rate zset, 8 trunk rate zset, 9 metrics hash
 -- ARGV: 1 campaign id, 2 member, 3 claim token, 4 lease seconds, 5 number (E.164),
 --       6 mode: 'hold' (check and renew) | 'invite' (also take the rate slots and log the try),
 --       7 campaign events per window, 8 campaign window seconds,
 --       9 trunk events per window (0 = no trunk limit), 10 trunk window seconds,
 --       11 nonce: unique per INVITE try, so a re-run after a lost reply is not counted twice,
---       12 json object of fields to merge into the attempt when an INVITE is admitted (caller ID)
+--       12 json object of fields to merge into the attempt when an INVITE is admitted (caller ID),
+--       13 n, then n histogram arguments for the attempt's first INVITE (its dial latency): bucket
+--          fields to count once each, the sum field, the value ('0': nothing to observe)
 -- Returns 'ok'; 'wait:<seconds>' (a slot is reserved for this nonce that far ahead: call again
 -- then; the lease was renewed); 'lost:<state>' (another
 -- claim or an ending took the attempt: never dial); 'campaign:<state>'; or 'dnc'.
@@ -84,6 +86,11 @@ if mode == 'invite' then
   attempt.invites = (attempt.invites or 0) + 1
   attempt.last_nonce = nonce
   attempt.last_invite_at = now
+  local n = tonumber(ARGV[13] or '0')
+  if n >= 2 and attempt.invites == 1 then
+    for i = 14, 13 + n - 2 do redis.call('HINCRBY', KEYS[9], ARGV[i], 1) end
+    redis.call('HINCRBYFLOAT', KEYS[9], ARGV[12 + n], ARGV[13 + n])
+  end
 end
 redis.call('HSET', KEYS[1], ARGV[2], cjson.encode(attempt))
 return 'ok'
