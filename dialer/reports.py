@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from . import xlsx
 from .dialing import room_name
 from .errors import DialerError, UserError
 from .store import CampaignRecord, Snapshot, Store
@@ -43,6 +44,8 @@ TRANSCRIPT_CELL_CHARS = 1_000
 #: A cell starting with one of these is a formula to a spreadsheet.
 FORMULA_START = re.compile(r"^[=+\-@\t\r]")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+#: Data rows per XLSX sheet (Excel's limit less the header); a longer report continues on more sheets.
+XLSX_SHEET_ROWS = xlsx.SHEET_DATA_ROWS
 
 #: Callbacks the callee asked for: how many were scheduled, how many dialed, why one was not kept.
 CALLBACK_COLUMNS = ("callbacks_scheduled", "callbacks_done", "callback_skipped")
@@ -341,35 +344,20 @@ class _ParquetWriter(_Writer):
 
 
 class _XlsxWriter(_Writer):
-    def __init__(self, spec: ReportSpec, path: Path) -> None:
-        from openpyxl import Workbook
+    """Rows past one sheet's capacity continue on "contacts (2)"... (see ``dialer.xlsx``)."""
 
+    def __init__(self, spec: ReportSpec, path: Path) -> None:
         super().__init__(spec, path)
-        self.book = Workbook(write_only=True)
-        self.sheet = self.book.create_sheet("attempts" if spec.attempts else "contacts")
-        self.sheet.append(spec.columns())
+        self.book = xlsx.Workbook(path)
+        self.book.start_table("attempts" if spec.attempts else "contacts", spec.columns(),
+                              max_rows=XLSX_SHEET_ROWS)
 
     def write(self, columns: Columns) -> None:
-        from openpyxl.cell import WriteOnlyCell
-
-        table = neutralise(_arrow(self.spec, columns, text_times=True))
-        for values in zip(*(table.column(i).to_pylist() for i in range(table.num_columns)), strict=True):
-            cells: list[Any] = []
-            for value in values:
-                if value is None:
-                    cells.append(None)
-                    continue
-                cell = WriteOnlyCell(self.sheet, value=value)
-                if isinstance(value, str):
-                    cell.data_type = "s"  # text, never a formula
-                cells.append(cell)
-            self.sheet.append(cells)
+        self.book.append(neutralise(_arrow(self.spec, columns, text_times=True)))
 
     def close(self) -> None:
-        about = self.book.create_sheet("about")
-        for row in _about(self.spec):
-            about.append(row)
-        self.book.save(self.path)
+        self.book.add_sheet("about", _about(self.spec))
+        self.book.close()
 
 
 class _JsonWriter(_Writer):

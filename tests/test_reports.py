@@ -229,3 +229,27 @@ def test_attempts_stopped_before_the_invite_are_marked_and_left_out_of_the_hours
     summary = summarise(store, cid)
     assert summary["outcomes"]["opted_out"] == 1
     assert sum(summary["calls_by_local_hour"]) == 1
+
+
+def test_xlsx_rows_past_a_sheet_continue_on_numbered_sheets_with_the_header(
+    finished: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    baseline = read(export(finished, tmp_path, Format.CSV), Format.CSV)
+    monkeypatch.setattr(reports, "XLSX_SHEET_ROWS", 5)
+    monkeypatch.setattr(reports, "BATCH", 4)  # batches that straddle the sheet boundaries
+    path = export(finished, tmp_path, Format.XLSX)
+    sheets = pd.read_excel(path, sheet_name=None, dtype=str, keep_default_na=False)
+    assert list(sheets) == ["contacts", "contacts (2)", "contacts (3)", "contacts (4)", "about"]
+    assert [len(sheets[name]) for name in list(sheets)[:4]] == [5, 5, 5, 3]
+    joined = pd.concat([sheets[name] for name in list(sheets)[:4]], ignore_index=True)
+    keys = ["contact_id", "phone_e164", "outcome", "attempts", "last_sip_status", "first_name", "transcript"]
+    assert joined[keys].to_dict("records") == baseline[keys].astype(str).to_dict("records")
+
+
+def test_xlsx_report_of_one_full_sheet_has_no_empty_second_sheet(
+    finished: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reports, "XLSX_SHEET_ROWS", 18)
+    sheets = pd.read_excel(export(finished, tmp_path, Format.XLSX), sheet_name=None, dtype=str)
+    assert list(sheets) == ["contacts", "about"]
+    assert len(sheets["contacts"]) == 18
