@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 
 #: How often the summed RSS of a measured process tree is sampled.
-RSS_SAMPLE_S = 0.05
+RSS_SAMPLE_S = 0.25
 
 
 @dataclass(frozen=True)
