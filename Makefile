@@ -33,11 +33,12 @@ demo: install redis
 # the figures bench/README.md quotes. The soak is not part of it (`make bench-soak`).
 BENCH_SIZE ?= 200000
 BENCH_XLSX_SIZE ?= 100000
+BENCH_REPEAT ?= 3
 BENCH_JSON ?= bench/out/figures.jsonl
 
 bench: install redis
 	@mkdir -p $(dir $(BENCH_JSON)) && rm -f $(BENCH_JSON)
-	BENCH_JSON=$(BENCH_JSON) $(BIN)/python bench/ingest.py --rows $(BENCH_SIZE)
+	BENCH_JSON=$(BENCH_JSON) $(BIN)/python bench/ingest.py --rows $(BENCH_SIZE) --repeat $(BENCH_REPEAT)
 	BENCH_JSON=$(BENCH_JSON) $(BIN)/python bench/report.py --contacts $(BENCH_SIZE) --xlsx-contacts $(BENCH_XLSX_SIZE)
 	BENCH_JSON=$(BENCH_JSON) $(BIN)/python bench/dial.py
 	BENCH_JSON=$(BENCH_JSON) $(BIN)/python bench/agent.py

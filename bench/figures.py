@@ -41,6 +41,8 @@ class Measured:
     returncode: int
     stderr: str
     capped: bool = False
+    #: CPU time (user + system) of the process and the children it waited for.
+    cpu_s: float = 0.0
 
 
 def _tree_rss(process: psutil.Process) -> int:
@@ -90,7 +92,8 @@ def run_measured(argv: Sequence[str], *, env: dict[str, str] | None = None, stdo
         stderr.seek(0)
         text = stderr.read().decode(errors="replace")
     peak = usage.ru_maxrss / 1024  # KiB on Linux: the largest single process of the tree
-    return Measured(elapsed, peak, max(peak_tree / 2**20, peak), process.returncode, text, capped.is_set())
+    return Measured(elapsed, peak, max(peak_tree / 2**20, peak), process.returncode, text, capped.is_set(),
+                    usage.ru_utime + usage.ru_stime)
 
 
 def add_json_out(parser: argparse.ArgumentParser) -> None:

@@ -119,7 +119,8 @@ def peer_export(redis_url: str, cid: str, fmt: str, out: Path, cap_s: float | No
 
 
 def describe(label: str, count: int, measured: Measured, out: Path) -> str:
-    return (f"{label}: {measured.seconds:.1f}s, {count / measured.seconds:,.0f} rows/s, peak RSS "
+    return (f"{label}: {measured.seconds:.1f}s ({measured.cpu_s:.1f}s CPU), {count / measured.seconds:,.0f} rows/s, "
+            "peak RSS "
             f"{measured.peak_rss_mib:,.0f} MiB largest process / {measured.tree_rss_mib:,.0f} MiB all processes, "
             f"file {out.stat().st_size / 2**20:,.1f} MiB")
 
