@@ -8,7 +8,8 @@ the ``BENCH_JSON`` environment variable, which `make bench` sets for every scrip
      "ours_rss_mib": 410, "peer_rss_mib": 3900, "note": "..."}
 
 ``figure``, ``ours``, ``unit``, ``target`` and ``met`` are required; ``peer``, ``ratio``,
-the RSS figures and ``note`` may be null or absent. ``bench/table.py`` prints them.
+the RSS figures, ``ours_cpu_s`` / ``peer_cpu_s`` (CPU seconds: on a shared machine they
+drift less than wall time) and ``note`` may be null or absent. ``bench/table.py`` prints them.
 """
 
 from __future__ import annotations

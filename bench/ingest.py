@@ -167,7 +167,9 @@ def main() -> None:
           "target": f"<= {MAX_RATIO}x peer, peak RSS < {RSS_TARGET_MIB} MiB",
           "met": share is not None and share <= MAX_RATIO and ours_rss < RSS_TARGET_MIB,
           "ours_rss_mib": round(ours_rss), "peer_rss_mib": round(max(r.peak_rss_mib for r in peer_runs))
-          if peer_runs else None, "note": note}, args.json_out)
+          if peer_runs else None, "ours_cpu_s": round(statistics.median(r.cpu_s for r in ours_runs), 1),
+          "peer_cpu_s": round(statistics.median(r.cpu_s for r in peer_runs), 1) if peer_runs else None,
+          "note": note}, args.json_out)
 
 
 if __name__ == "__main__":

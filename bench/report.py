@@ -127,20 +127,27 @@ def describe(label: str, count: int, measured: Measured, out: Path) -> str:
 
 def figure(name: str, count: int, ours: Measured, peer: Measured | None, *, target_s: float, per: int,
            max_ratio: float | None, note: str = "") -> dict[str, object]:
-    """One row: our time against the peer's and the target (scaled from ``per`` contacts to ``count``)."""
+    """One row: our time against the peer's and the target (scaled from ``per`` contacts to ``count``).
+
+    With ``max_ratio`` the target is the ratio and ``target_s`` only an aim (issue 11: "in
+    absolute terms aim for"), said in the note; without, ``target_s`` is the target.
+    """
     scaled = target_s * count / per
-    parts = [f"<= {max_ratio}x peer"] if max_ratio is not None else []
-    parts.append(f"<= {target_s:g} s at {per:,}" + (f" ({scaled:.1f} s here)" if count != per else ""))
-    if max_ratio is None:
-        parts.append(f"RSS < {MEMORY_TARGET_MIB} MiB")
+    limit = f"{target_s:g} s at {per:,}" + (f" ({scaled:.1f} s here)" if count != per else "")
     share = ratio(ours.seconds, peer.seconds if peer else None)
-    met = ours.seconds <= scaled and (max_ratio is None or (share is not None and share <= max_ratio))
-    if max_ratio is None:
-        met = met and ours.tree_rss_mib < MEMORY_TARGET_MIB
+    if max_ratio is not None:
+        target = f"<= {max_ratio}x peer (aim: <= {limit})"
+        met = share is not None and share <= max_ratio
+        aim = f"aim {'reached' if ours.seconds <= scaled else 'not reached'}"
+        note = f"{aim}; {note}" if note else aim
+    else:
+        target = f"<= {limit}, RSS < {MEMORY_TARGET_MIB} MiB"
+        met = ours.seconds <= scaled and ours.tree_rss_mib < MEMORY_TARGET_MIB
     return {"figure": f"{name}, {count:,} contacts", "unit": "s", "ours": round(ours.seconds, 1),
-            "peer": round(peer.seconds, 1) if peer else None, "ratio": share, "target": ", ".join(parts),
+            "peer": round(peer.seconds, 1) if peer else None, "ratio": share, "target": target,
             "met": met, "ours_rss_mib": round(ours.tree_rss_mib), "peer_rss_mib": round(peer.tree_rss_mib) if peer
-            else None, "note": note}
+            else None, "ours_cpu_s": round(ours.cpu_s, 1), "peer_cpu_s": round(peer.cpu_s, 1) if peer else None,
+            "note": note}
 
 
 def main() -> None:

@@ -4,7 +4,7 @@
 
 Any script can add rows: one JSON object a line with ``figure``, ``ours``, ``unit``,
 ``target`` and ``met``, and optionally ``peer``, ``ratio``, ``ours_rss_mib``,
-``peer_rss_mib`` and ``note``.
+``peer_rss_mib``, ``ours_cpu_s``, ``peer_cpu_s`` and ``note``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-HEADER = ["figure", "ours", "peer", "ratio", "target", "met?", "RSS ours / peer", "note"]
+HEADER = ["figure", "ours", "peer", "ratio", "target", "met?", "RSS ours / peer", "CPU ours / peer", "note"]
 
 
 def _number(value: Any, unit: str = "") -> str:
@@ -31,8 +31,10 @@ def cells(row: dict[str, Any]) -> list[str]:
         f"{_number(row.get('ours_rss_mib'))} / {_number(row.get('peer_rss_mib'))} MiB"
     met = {True: "yes", False: "**no**"}.get(row.get("met"), "-")
     share = "-" if row.get("ratio") is None else f"{row['ratio']:.2f}x"
+    cpu = "-" if row.get("ours_cpu_s") is None else \
+        f"{_number(row.get('ours_cpu_s'))} / {_number(row.get('peer_cpu_s'))} s"
     return [str(row["figure"]), _number(row["ours"], unit), _number(row.get("peer"), unit), share,
-            str(row["target"]), met, rss, str(row.get("note") or "")]
+            str(row["target"]), met, rss, cpu, str(row.get("note") or "")]
 
 
 def read_rows(paths: list[Path]) -> list[dict[str, Any]]:
