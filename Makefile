@@ -29,7 +29,7 @@ demo: install redis
 
 # Every benchmark of the figure table in one run, then the table (figure | ours | peer | ratio | target | met?).
 # Each script appends its rows to $(BENCH_JSON) (bench/figures.py says the format). The default
-# size finishes in about 15 minutes on the 2-core machine; `make bench BENCH_SIZE=1000000` gives
+# size finishes in about 10 minutes on the 2-core machine; `make bench BENCH_SIZE=1000000` gives
 # the figures bench/README.md quotes. The soak is not part of it (`make bench-soak`).
 BENCH_SIZE ?= 200000
 BENCH_XLSX_SIZE ?= 100000
