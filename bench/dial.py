@@ -7,8 +7,8 @@ Against the sandbox (a real HTTP server) and a throwaway redis-server, in one ru
    ledger, no limits) on the same sandbox and the same numbers, and the ratio;
 2. ``--ring-s`` ring time: how many calls one worker keeps ringing at once, and its RSS; the peer
    with no concurrency cap beside it.
-The figures are printed as JSON and as ``BENCH-ROW {json}`` lines (one per row of the summary
-table: figure, ours, peer, unit, target, met), also written to ``--json-out`` when given.
+The figures are printed as JSON and as ``FIGURE {json}`` rows of the summary table (``bench/figures.py``), also
+appended to ``--json-out`` (default ``$BENCH_JSON``).
 
     .venv/bin/python bench/dial.py [--contacts N] [--ring-contacts N] [--ring-s S] [--pools threads,prefork]
                                    [--py-spy FILE] [--json-out FILE]
@@ -33,6 +33,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from figures import add_json_out, emit  # noqa: E402
 
 from dialer import control  # noqa: E402
 from dialer.config import parse_config  # noqa: E402
@@ -241,7 +243,7 @@ def main() -> None:
     parser.add_argument("--pools", default="threads", help="threads and/or prefork (prefork: no peer, no rows)")
     parser.add_argument("--skip", default="", help="'zero' or 'ring' to leave that run out")
     parser.add_argument("--py-spy", default=None, help="record the worker with py-spy (raw format) into FILE")
-    parser.add_argument("--json-out", default=None, help="also write the BENCH-ROW objects here (JSON lines)")
+    add_json_out(parser)
     args = parser.parse_args()
     table: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -258,9 +260,7 @@ def main() -> None:
             if main_pool:
                 table += rows(zero, ring)
     for row in table:
-        print("BENCH-ROW " + json.dumps(row), flush=True)
-    if args.json_out:
-        Path(args.json_out).write_text("".join(json.dumps(row) + "\n" for row in table))
+        emit(row, args.json_out)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 A throwaway redis-server (AOF on, as in production), the campaigns stored through the store's
 own ingest script (quicker than CSV files, same keys), started on one trunk; then the pacer
 (``dialer.pacer.pace``) runs once a period as beat would drive it, with an enqueue that only
-counts. Prints the run times (p50/p99/max) as JSON and a ``BENCH-ROW`` line; the target is
+counts. Prints the run times (p50/p99/max) as JSON and a ``FIGURE`` row (``bench/figures.py``); the target is
 p99 under 200 ms. The attempts it queues are never dialed, so each campaign's concurrency cap
 (``--max-concurrent``) bounds how many runs still release work; the defaults keep every run
 releasing ``--cps`` attempts per campaign.
@@ -23,6 +23,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from figures import add_json_out, emit  # noqa: E402
 
 from dialer import control  # noqa: E402
 from dialer.config import parse_config  # noqa: E402
@@ -65,7 +67,7 @@ def main() -> None:
     parser.add_argument("--cps", type=float, default=10.0, help="each campaign's calls per second")
     parser.add_argument("--max-concurrent", type=int, default=5_000)
     parser.add_argument("--profile", default=None, help="write a cProfile of the pacer runs to FILE")
-    parser.add_argument("--json-out", default=None)
+    add_json_out(parser)
     args = parser.parse_args()
     with local_redis() as redis_url:
         store = Store.from_url(redis_url)
@@ -108,9 +110,7 @@ def main() -> None:
     row = {"figure": f"pacer run, {args.campaigns} running campaigns of {args.contacts:,} contacts (p99)",
            "ours": result["p99_ms"], "peer": None, "unit": "ms", "target": f"p99 < {TARGET_P99_MS:g} ms",
            "met": result["p99_ms"] < TARGET_P99_MS}
-    print("BENCH-ROW " + json.dumps(row), flush=True)
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(row) + "\n")
+    emit(row, args.json_out)
 
 
 if __name__ == "__main__":

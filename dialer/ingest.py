@@ -7,7 +7,6 @@ the whole file is read; a failure part-way removes what was written.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -257,7 +256,7 @@ def _ingest_rows(
                 extension=extension,
             )
             by_id[row_number] = values
-            candidates.append((row_number, contact.dial_key, json.dumps(contact.to_json_dict(), ensure_ascii=False)))
+            candidates.append((row_number, contact.dial_key, contact.to_json()))
         letters = store.store_contacts(summary.campaign_id, candidates)
         for (contact_id, e164, _), letter in zip(candidates, letters, strict=True):
             if letter == "A":

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -71,6 +72,11 @@ class Contact:
         if self.extension:
             data["extension"] = self.extension
         return data
+
+    def to_json(self) -> str:
+        """The stored form: compact JSON, non-ASCII kept as is (orjson: a fifth of the ingest's time was
+        ``json.dumps`` here)."""
+        return orjson.dumps(self.to_json_dict()).decode()
 
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> Contact:

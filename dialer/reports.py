@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from . import report_arrow, xlsx
 from .dialing import room_name
 from .errors import DialerError, UserError
 from .store import CampaignRecord, Snapshot, Store
@@ -43,6 +44,8 @@ TRANSCRIPT_CELL_CHARS = 1_000
 #: A cell starting with one of these is a formula to a spreadsheet.
 FORMULA_START = re.compile(r"^[=+\-@\t\r]")
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+#: Data rows per XLSX sheet (Excel's limit less the header); a longer report continues on more sheets.
+XLSX_SHEET_ROWS = xlsx.SHEET_DATA_ROWS
 
 #: Callbacks the callee asked for: how many were scheduled, how many dialed, why one was not kept.
 CALLBACK_COLUMNS = ("callbacks_scheduled", "callbacks_done", "callback_skipped")
@@ -93,7 +96,8 @@ class ReportSpec:
                 "transcript"]
 
 
-Columns = dict[str, list[Any]]
+#: A batch of report rows, column by column: Python lists, or Arrow arrays (``iter_contact_batches(arrow=True)``).
+Columns = dict[str, Any]
 
 
 def _transcript_text(turns: list[dict[str, str]]) -> str:
@@ -161,13 +165,39 @@ def _fetch_contacts(store: Store, snapshot: Snapshot, cid: str, batch: list[int]
     return contacts, statuses, results
 
 
+def _arrow_contact_columns(store: Store, snapshot: Snapshot, spec: ReportSpec, batch: list[int]) -> Columns:
+    """One batch decoded by Arrow (``dialer.report_arrow``); the Python way if a record does not fit."""
+    raw_contacts = store.contact_records(spec.record.id, batch)
+    raw_statuses = snapshot.status_records(batch)
+    kept = [index for index, raw in enumerate(raw_contacts) if raw]
+    try:
+        status = report_arrow.read_statuses([raw_statuses[index] for index in kept])
+        members = status.column("result").to_pylist()
+        wanted = [member for member in members if member]
+        found = dict(zip(wanted, snapshot.result_records(wanted), strict=True))
+        return report_arrow.contact_columns(
+            source_columns=spec.source_columns, phone_column=spec.record.phone_column,
+            captured=list(spec.record.config.capture_fields), contacts=[raw_contacts[index] or b"" for index in kept],
+            status=status, results=[found.get(member) if member else None for member in members],
+            full_transcript=spec.full_transcript, transcript_chars=TRANSCRIPT_CELL_CHARS)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError):
+        return _contact_columns(spec, *_fetch_contacts(store, snapshot, spec.record.id, batch))
+
+
 def iter_contact_batches(store: Store, snapshot: Snapshot, spec: ReportSpec,
-                         ids: list[int] | None = None) -> Iterator[Columns]:
-    """Column batches of ``ids`` (default: every contact), in order."""
+                         ids: list[int] | None = None, *, arrow: bool = False) -> Iterator[Columns]:
+    """Column batches of ``ids`` (default: every contact), in order.
+
+    With ``arrow`` the values are Arrow arrays decoded in bulk (for the Arrow-based writers),
+    else Python lists.
+    """
     ids = store.contact_ids(spec.record.id) if ids is None else ids
     for start in range(0, len(ids), BATCH):
-        contacts, statuses, results = _fetch_contacts(store, snapshot, spec.record.id, ids[start : start + BATCH])
-        yield _contact_columns(spec, contacts, statuses, results)
+        batch = ids[start : start + BATCH]
+        if arrow:
+            yield _arrow_contact_columns(store, snapshot, spec, batch)
+        else:
+            yield _contact_columns(spec, *_fetch_contacts(store, snapshot, spec.record.id, batch))
 
 
 def iter_attempt_batches(store: Store, snapshot: Snapshot, spec: ReportSpec) -> Iterator[Columns]:
@@ -202,9 +232,12 @@ def iter_attempt_batches(store: Store, snapshot: Snapshot, spec: ReportSpec) -> 
         yield columns
 
 
-def iso_times(seconds: list[Any], timezone: str) -> list[str | None]:
+def iso_times(seconds: list[Any] | pa.Array, timezone: str) -> list[str | None]:
     """Unix seconds as ISO 8601 with the zone's offset ("2026-11-21T14:03:09-05:00"); None stays None."""
-    values = pd.to_numeric(pd.Series(seconds, dtype=object), errors="coerce")
+    if isinstance(seconds, pa.Array):
+        values = pd.Series(seconds.cast(pa.float64()).to_numpy(zero_copy_only=False))
+    else:
+        values = pd.to_numeric(pd.Series(seconds, dtype=object), errors="coerce")
     missing = values.isna().to_numpy()
     utc = pd.to_datetime(values, unit="s", utc=True).dt.floor("s")
     local = utc.dt.tz_convert(timezone).dt.tz_localize(None)
@@ -226,15 +259,25 @@ def _sip_column(spec: ReportSpec) -> str:
     return "sip_status" if spec.attempts else "last_sip_status"
 
 
+#: Report columns that are not text (times and the SIP status have their own rules).
+_ARROW_TYPES = {**dict.fromkeys(("contact_id", "attempts", "dials", "attempt", "callbacks_scheduled",
+                                 "callbacks_done"), pa.int64()),
+                "talk_s": pa.float64(), "counted": pa.bool_()}
+
+
 def _arrow(spec: ReportSpec, columns: Columns, *, text_times: bool) -> pa.Table:
     """A batch as an Arrow table: times as ISO text or as timestamps in the report's zone."""
     arrays: dict[str, pa.Array] = {}
     for name, values in columns.items():
-        if name in _time_columns(spec):
+        if isinstance(values, pa.Array) and name not in _time_columns(spec):
+            arrays[name] = values.cast(_ARROW_TYPES.get(name, pa.string()) if name != _sip_column(spec) else pa.int32())
+        elif name in _time_columns(spec):
             if text_times:
                 arrays[name] = pa.array(iso_times(values, spec.timezone), type=pa.string())
             else:
-                micros = pc.round(pc.multiply(pa.array(values, type=pa.float64()), 1_000_000)).cast(pa.int64())
+                seconds = values.cast(pa.float64()) if isinstance(values, pa.Array) else \
+                    pa.array(values, type=pa.float64())
+                micros = pc.round(pc.multiply(seconds, 1_000_000)).cast(pa.int64())
                 arrays[name] = micros.cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us", tz=spec.timezone))
         elif name == _sip_column(spec):
             arrays[name] = pa.array([None if v is None else int(v) for v in values], type=pa.int32())
@@ -269,6 +312,9 @@ def neutralise(table: pa.Table) -> pa.Table:
 
 
 class _Writer:
+    #: Whether the writer takes batches of Arrow arrays (``iter_contact_batches(arrow=True)``).
+    arrow_batches = True
+
     def __init__(self, spec: ReportSpec, path: Path) -> None:
         self.spec = spec
         self.path = path
@@ -341,38 +387,25 @@ class _ParquetWriter(_Writer):
 
 
 class _XlsxWriter(_Writer):
-    def __init__(self, spec: ReportSpec, path: Path) -> None:
-        from openpyxl import Workbook
+    """Rows past one sheet's capacity continue on "contacts (2)"... (see ``dialer.xlsx``)."""
 
+    def __init__(self, spec: ReportSpec, path: Path) -> None:
         super().__init__(spec, path)
-        self.book = Workbook(write_only=True)
-        self.sheet = self.book.create_sheet("attempts" if spec.attempts else "contacts")
-        self.sheet.append(spec.columns())
+        self.book = xlsx.Workbook(path)
+        self.book.start_table("attempts" if spec.attempts else "contacts", spec.columns(),
+                              max_rows=XLSX_SHEET_ROWS)
 
     def write(self, columns: Columns) -> None:
-        from openpyxl.cell import WriteOnlyCell
-
-        table = neutralise(_arrow(self.spec, columns, text_times=True))
-        for values in zip(*(table.column(i).to_pylist() for i in range(table.num_columns)), strict=True):
-            cells: list[Any] = []
-            for value in values:
-                if value is None:
-                    cells.append(None)
-                    continue
-                cell = WriteOnlyCell(self.sheet, value=value)
-                if isinstance(value, str):
-                    cell.data_type = "s"  # text, never a formula
-                cells.append(cell)
-            self.sheet.append(cells)
+        self.book.append(neutralise(_arrow(self.spec, columns, text_times=True)))
 
     def close(self) -> None:
-        about = self.book.create_sheet("about")
-        for row in _about(self.spec):
-            about.append(row)
-        self.book.save(self.path)
+        self.book.add_sheet("about", _about(self.spec))
+        self.book.close()
 
 
 class _JsonWriter(_Writer):
+    arrow_batches = False
+
     def __init__(self, spec: ReportSpec, path: Path) -> None:
         super().__init__(spec, path)
         self.handle: IO[str] = path.open("w", encoding="utf-8")
@@ -473,7 +506,7 @@ def _write_batches(store: Store, snapshot: Snapshot, spec: ReportSpec, writer: _
                    ids: list[int] | None = None) -> int:
     written = 0
     batches = iter_attempt_batches(store, snapshot, spec) if spec.attempts else \
-        iter_contact_batches(store, snapshot, spec, ids)
+        iter_contact_batches(store, snapshot, spec, ids, arrow=writer.arrow_batches)
     for columns in batches:
         rows = len(columns["contact_id"])
         writer.write(columns)

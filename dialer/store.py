@@ -174,6 +174,13 @@ class Snapshot:
     def results(self, members: Sequence[str]) -> list[dict[str, Any] | None]:
         return self.store.hash_json(self.keys["results"], members)
 
+    def status_records(self, contact_ids: Sequence[int]) -> list[bytes | None]:
+        """The statuses as stored (JSON bytes), for a reader that decodes a batch at once."""
+        return self.store.hash_raw(self.keys["status"], [str(i) for i in contact_ids])
+
+    def result_records(self, members: Sequence[str]) -> list[bytes | None]:
+        return self.store.hash_raw(self.keys["results"], members)
+
     def iter_attempts(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for member, raw in self.store.redis.hscan_iter(self.keys["attempts"], count=READ_BATCH):
             yield _text(member), orjson.loads(raw)
@@ -551,6 +558,11 @@ class Store:
     def contact_ids(self, cid: str) -> list[int]:
         return sorted(int(_text(key)) for key in self.redis.hkeys(Keys.contacts(cid)))
 
+    def hash_raw(self, key: str, fields: Sequence[str]) -> list[bytes | None]:
+        if not fields:
+            return []
+        return [raw.encode() if isinstance(raw, str) else raw for raw in self.redis.hmget(key, list(fields))]
+
     def hash_json(self, key: str, fields: Sequence[str]) -> list[dict[str, Any] | None]:
         if not fields:
             return []
@@ -645,6 +657,10 @@ class Store:
     def next_due_at(self, cid: str) -> float | None:
         first = self.redis.zrange(Keys.due(cid), 0, 0, withscores=True)
         return float(first[0][1]) if first else None
+
+    def contact_records(self, cid: str, ids: Sequence[int]) -> list[bytes | None]:
+        """The contacts as stored (JSON bytes)."""
+        return self.hash_raw(Keys.contacts(cid), [str(i) for i in ids])
 
     def contacts(self, cid: str, ids: Sequence[int]) -> list[dict[str, Any] | None]:
         if not ids:

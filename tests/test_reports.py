@@ -19,7 +19,7 @@ from openpyxl import load_workbook
 from pipeline import create_campaign, run_to_end, sandbox, settings_for, workers
 from test_pipeline import EXPECTED
 
-from dialer import reports
+from dialer import report_arrow, reports
 from dialer.reports import Format
 from dialer.store import Store
 from dialer.summary import summarise
@@ -229,3 +229,49 @@ def test_attempts_stopped_before_the_invite_are_marked_and_left_out_of_the_hours
     summary = summarise(store, cid)
     assert summary["outcomes"]["opted_out"] == 1
     assert sum(summary["calls_by_local_hour"]) == 1
+
+
+def test_xlsx_rows_past_a_sheet_continue_on_numbered_sheets_with_the_header(
+    finished: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    baseline = read(export(finished, tmp_path, Format.CSV), Format.CSV)
+    monkeypatch.setattr(reports, "XLSX_SHEET_ROWS", 5)
+    monkeypatch.setattr(reports, "BATCH", 4)  # batches that straddle the sheet boundaries
+    path = export(finished, tmp_path, Format.XLSX)
+    sheets = pd.read_excel(path, sheet_name=None, dtype=str, keep_default_na=False)
+    assert list(sheets) == ["contacts", "contacts (2)", "contacts (3)", "contacts (4)", "about"]
+    assert [len(sheets[name]) for name in list(sheets)[:4]] == [5, 5, 5, 3]
+    joined = pd.concat([sheets[name] for name in list(sheets)[:4]], ignore_index=True)
+    keys = ["contact_id", "phone_e164", "outcome", "attempts", "last_sip_status", "first_name", "transcript"]
+    assert joined[keys].to_dict("records") == baseline[keys].astype(str).to_dict("records")
+
+
+def test_xlsx_report_of_one_full_sheet_has_no_empty_second_sheet(
+    finished: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reports, "XLSX_SHEET_ROWS", 18)
+    sheets = pd.read_excel(export(finished, tmp_path, Format.XLSX), sheet_name=None, dtype=str)
+    assert list(sheets) == ["contacts", "about"]
+    assert len(sheets["contacts"]) == 18
+
+
+@pytest.mark.parametrize("full_transcript", [False, True])
+def test_batches_decoded_by_arrow_equal_the_python_ones(finished: tuple[str, str], full_transcript: bool) -> None:
+    url, cid = finished
+    store = Store.from_url(url)
+    spec = reports.ReportSpec(store.get_campaign(cid), "UTC", attempts=False, full_transcript=full_transcript)
+    with store.snapshot(cid, ("status", "results")) as snapshot:
+        tables = {arrow: [reports._arrow(spec, columns, text_times=not full_transcript)
+                          for columns in reports.iter_contact_batches(store, snapshot, spec, arrow=arrow)]
+                  for arrow in (False, True)}
+    assert tables[True] == tables[False]
+    assert sum(table.num_rows for table in tables[True]) == 18
+
+
+def test_a_batch_whose_records_do_not_fit_the_arrow_schema_is_built_the_python_way(
+    finished: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = export(finished, tmp_path, Format.CSV).read_bytes()
+    strict = pa.schema([(f.name, pa.int64()) if f.name == "outcome" else f for f in report_arrow.STATUS_SCHEMA])
+    monkeypatch.setattr(report_arrow, "STATUS_SCHEMA", strict)  # "answered" is no int64
+    assert export(finished, tmp_path, Format.CSV).read_bytes() == expected
