@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from .dialing import room_name
 from .errors import DialerError, UserError
+from .models import contact_numbers
 from .store import CampaignRecord, Snapshot, Store
 from .window import zone
 
@@ -87,7 +88,8 @@ class ReportSpec:
                     "counted", "caller_id", "sip_status", "sip_reason", "reason", "disposition",
                     *ATTEMPT_TIME_COLUMNS,
                     "talk_s", "room"]
-        return ["contact_id", *self.source_columns, "phone_e164", "extension", "number_type", "time_zones", "outcome",
+        return ["contact_id", *self.source_columns, "phone_e164", "extension", "phones", "numbers_dropped",
+                "number_type", "time_zones", "outcome",
                 "attempts", "dials", "caller_id", "last_sip_status", "last_sip_reason", "disposition", "notes",
                 *self.captured_columns, "callback_at", *CALLBACK_COLUMNS, *TIME_COLUMNS, "talk_s", "sip_call_id",
                 "transcript"]
@@ -98,6 +100,16 @@ Columns = dict[str, list[Any]]
 
 def _transcript_text(turns: list[dict[str, str]]) -> str:
     return "\n".join(f"{turn.get('role', '')}: {turn.get('text', '')}" for turn in turns)
+
+
+def _phones(contact: dict[str, Any]) -> str:
+    """Every number of a contact in dialing order, space separated, "+12025550101x204" for an extension."""
+    return " ".join(e164 + (f"x{ext}" if ext else "") for e164, ext in contact_numbers(contact))
+
+
+def _dropped(contact: dict[str, Any]) -> str:
+    """The numbers of the row left out at ingest, with why: "12345 (invalid_number); ..."."""
+    return "; ".join(f"{entry.get('raw', '')} ({entry.get('reason', '')})" for entry in contact.get("dropped", ()))
 
 
 def _source_columns(spec: ReportSpec, contacts: list[dict[str, Any]]) -> Columns:
@@ -120,6 +132,8 @@ def _contact_columns(spec: ReportSpec, contacts: list[dict[str, Any]], statuses:
         **_source_columns(spec, contacts),
         "phone_e164": [contact["phone_e164"] for contact in contacts],
         "extension": [contact.get("extension", "") for contact in contacts],
+        "phones": [_phones(contact) for contact in contacts],
+        "numbers_dropped": [_dropped(contact) for contact in contacts],
         "number_type": [contact.get("number_type", "") for contact in contacts],
         "time_zones": [" ".join(contact.get("time_zones", ())) for contact in contacts],
         "outcome": [st.get("outcome") or st.get("state") or "pending" for st in statuses],

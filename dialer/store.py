@@ -260,6 +260,8 @@ class CampaignRecord:
     phone_column: str = ""
     source: str = ""
     pause_reason: str = ""
+    #: Every column a contact's numbers were read from, ``phone_column`` first.
+    phone_columns: list[str] = field(default_factory=list)
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -271,6 +273,7 @@ class CampaignRecord:
             "reject_reasons": self.reject_reasons,
             "columns": self.columns,
             "phone_column": self.phone_column,
+            "phone_columns": self.phone_columns or [self.phone_column],
             "source": self.source,
             "pause_reason": self.pause_reason or None,
             "config": self.config.model_dump(mode="json"),
@@ -307,7 +310,8 @@ class Store:
         return uuid.uuid4().hex[:12]
 
     def begin_campaign(
-        self, cid: str, config: CampaignConfig, *, columns: Sequence[str], phone_column: str, source: str
+        self, cid: str, config: CampaignConfig, *, columns: Sequence[str], phone_column: str, source: str,
+        phone_columns: Sequence[str] = (),
     ) -> None:
         """Start storing a campaign; it stays invisible until ``publish_campaign``."""
         now = time.time()
@@ -322,23 +326,34 @@ class Store:
                 "config": config.model_dump_json(),
                 "columns": json.dumps(list(columns)),
                 "phone_column": phone_column,
+                "phone_columns": json.dumps(list(phone_columns or [phone_column])),
                 "source": source,
             },
         )
         pipe.zadd(Keys.ingesting, {cid: now})
         pipe.execute()
 
-    def store_contacts(self, cid: str, rows: Sequence[tuple[int, str, str]]) -> str:
-        """Store (contact id, e164, contact json) rows; one bucket letter per row (A/D/S)."""
+    def store_contacts(self, cid: str, rows: Sequence[tuple[int, str, str]]) -> list[str]:
+        """Store (contact id, numbers, contact json) rows, ``numbers`` comma separated dial keys.
+
+        One string per row, a letter per number: A kept, D duplicate, S suppressed (DNC). A row
+        is stored when one of its numbers is kept; ``replace_contacts`` then fixes the json of
+        rows that lost some.
+        """
         keys = [Keys.contacts(cid), Keys.numbers(cid), Keys.due(cid), Keys.dnc]
-        letters = []
+        letters: list[str] = []
         for start in range(0, len(rows), WRITE_BATCH):
             args: list[Any] = []
             for row in rows[start : start + WRITE_BATCH]:
                 args.extend(row)
-            letters.append(_text(self._ingest_chunk(keys=keys, args=args)))
+            letters.extend(_text(item) for item in self._ingest_chunk(keys=keys, args=args))
         self.redis.zadd(Keys.ingesting, {cid: time.time()})
-        return "".join(letters)
+        return letters
+
+    def replace_contacts(self, cid: str, contacts: dict[int, str]) -> None:
+        """Rewrite stored contacts' json (an ingest dropping some of a row's numbers)."""
+        if contacts:
+            self.redis.hset(Keys.contacts(cid), mapping={str(k): v for k, v in contacts.items()})
 
     def add_skipped_rows(self, cid: str, entries: Iterable[dict[str, Any]]) -> None:
         """Keep rejected, duplicate and suppressed rows with their reasons."""
@@ -394,6 +409,7 @@ class Store:
             phone_column=raw.get("phone_column", ""),
             source=raw.get("source", ""),
             pause_reason=raw.get("pause_reason", ""),
+            phone_columns=json.loads(raw.get("phone_columns") or "[]"),
         )
 
     def list_campaigns(self) -> list[CampaignRecord]:
