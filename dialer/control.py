@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from . import csvfile, liveness
 from .dialing import BREAKER_REASONS
 from .errors import NotFoundError, SettingsError, UserError
-from .models import CampaignState, Outcome
+from .models import CampaignState, Outcome, contact_numbers
 from .pacer import pace_factor
 from .phones import PhoneNormalizer, PhoneRejected
 from .reports import safe_cell
@@ -259,6 +259,7 @@ def contact(store: Store, cid: str, contact_id: int) -> dict[str, Any]:
         "campaign_id": cid,
         "contact_id": contact_id,
         "phone_e164": row.get("phone_e164", ""),
+        "phones": [e164 + (f"x{extension}" if extension else "") for e164, extension in contact_numbers(row)],
         "variables": row.get("variables", {}),
         "time_zones": list(row.get("time_zones", [])),
         "outcome": state.get("outcome") or state.get("state") or "pending",

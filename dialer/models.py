@@ -34,6 +34,20 @@ class Outcome(StrEnum):
     SHUTDOWN = "shutdown"  #: answered, then cut off because the agent's job shut down mid-call
 
 
+#: Outcomes that end a contact's current number when the campaign dials alternate numbers
+#: (``alternate_numbers: next_on_failure``): the number does not exist, the network declined
+#: it, or it stayed busy / unanswered through ``max_attempts``. The contact moves on to its next
+#: number; any other outcome ends the contact.
+NEXT_NUMBER_OUTCOMES = (Outcome.INVALID_NUMBER, Outcome.DECLINED, Outcome.BUSY, Outcome.NO_ANSWER)
+
+#: Outcomes best first: a contact that tried several numbers ends with the best of their outcomes
+#: (answered on the second number after the first was invalid is ``answered``).
+OUTCOME_PREFERENCE = (
+    Outcome.ANSWERED, Outcome.OPTED_OUT, Outcome.SHUTDOWN, Outcome.VOICEMAIL, Outcome.BUSY, Outcome.NO_ANSWER,
+    Outcome.CARRIER_ERROR, Outcome.DECLINED, Outcome.FAILED, Outcome.INVALID_NUMBER, Outcome.CANCELLED,
+)
+
+
 class AttemptState(StrEnum):
     QUEUED = "queued"  #: taken from the due set; a dial task is on its way
     DIALING = "dialing"  #: the dial task claimed it; the INVITE may be out

@@ -84,12 +84,13 @@ class ReportSpec:
 
     def columns(self) -> list[str]:
         if self.attempts:
-            return ["contact_id", *self.source_columns, "phone_e164", "attempt", "state", "result",
+            return ["contact_id", *self.source_columns, "phone_e164", "attempt", "number_index", "phone_used",
+                    "state", "result",
                     "counted", "caller_id", "sip_status", "sip_reason", "reason", "disposition",
                     *ATTEMPT_TIME_COLUMNS,
                     "talk_s", "room"]
         return ["contact_id", *self.source_columns, "phone_e164", "extension", "phones", "numbers_dropped",
-                "number_type", "time_zones", "outcome",
+                "number_type", "time_zones", "outcome", "number_index", "phone_used",
                 "attempts", "dials", "caller_id", "last_sip_status", "last_sip_reason", "disposition", "notes",
                 *self.captured_columns, "callback_at", *CALLBACK_COLUMNS, *TIME_COLUMNS, "talk_s", "sip_call_id",
                 "transcript"]
@@ -110,6 +111,14 @@ def _phones(contact: dict[str, Any]) -> str:
 def _dropped(contact: dict[str, Any]) -> str:
     """The numbers of the row left out at ingest, with why: "12345 (invalid_number); ..."."""
     return "; ".join(f"{entry.get('raw', '')} ({entry.get('reason', '')})" for entry in contact.get("dropped", ()))
+
+
+def _phone_used(contact: dict[str, Any], index: int | None, number: str | None) -> str:
+    """The number an attempt dialed: as the ledger recorded it, else the contact's number at ``index``."""
+    if number:
+        return number
+    numbers = contact_numbers(contact)
+    return numbers[min(int(index or 0), len(numbers) - 1)][0] if contact.get("phone_e164") else ""
 
 
 def _source_columns(spec: ReportSpec, contacts: list[dict[str, Any]]) -> Columns:
@@ -137,6 +146,9 @@ def _contact_columns(spec: ReportSpec, contacts: list[dict[str, Any]], statuses:
         "number_type": [contact.get("number_type", "") for contact in contacts],
         "time_zones": [" ".join(contact.get("time_zones", ())) for contact in contacts],
         "outcome": [st.get("outcome") or st.get("state") or "pending" for st in statuses],
+        "number_index": [int(st.get("number_index") or 0) + 1 if st.get("dials") else None for st in statuses],
+        "phone_used": [_phone_used(contact, st.get("number_index"), st.get("last_number")) if st.get("dials") else ""
+                       for contact, st in zip(contacts, statuses, strict=True)],
         "attempts": [int(st.get("attempts", 0)) for st in statuses],
         "dials": [int(st.get("dials", 0)) for st in statuses],
         "caller_id": [st.get("last_caller_id") or "" for st in statuses],
@@ -201,6 +213,9 @@ def iter_attempt_batches(store: Store, snapshot: Snapshot, spec: ReportSpec) -> 
             **_source_columns(spec, contacts),
             "phone_e164": [contact.get("phone_e164", "") for contact in contacts],
             "attempt": [seq for _, seq, _ in batch],
+            "number_index": [int(a.get("number_index") or 0) + 1 for a in attempts],
+            "phone_used": [_phone_used(contact, a.get("number_index"), a.get("number"))
+                           for contact, a in zip(contacts, attempts, strict=True)],
             "state": [a.get("state", "") for a in attempts],
             "result": [a.get("sip_class") or ("answered" if a.get("answered_at") else "") for a in attempts],
             "counted": [bool(a.get("counted", False)) for a in attempts],
@@ -254,7 +269,8 @@ def _arrow(spec: ReportSpec, columns: Columns, *, text_times: bool) -> pa.Table:
             arrays[name] = pa.array([None if v is None else int(v) for v in values], type=pa.int32())
         elif name == "transcript" and spec.full_transcript:
             arrays[name] = pa.array([orjson.dumps(v).decode() for v in values], type=pa.string())
-        elif name in ("contact_id", "attempts", "dials", "attempt", "callbacks_scheduled", "callbacks_done"):
+        elif name in ("contact_id", "attempts", "dials", "attempt", "number_index", "callbacks_scheduled",
+                      "callbacks_done"):
             arrays[name] = pa.array(values, type=pa.int64())
         elif name == "talk_s":
             arrays[name] = pa.array(values, type=pa.float64())

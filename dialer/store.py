@@ -23,7 +23,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 
 from .config import CampaignConfig
 from .errors import NotFoundError, StateError
-from .models import AttemptState, CampaignState, Outcome
+from .models import NEXT_NUMBER_OUTCOMES, OUTCOME_PREFERENCE, AttemptState, CampaignState, Outcome
 
 PREFIX = "dialer"
 #: Contacts written per Redis round trip by the ingest.
@@ -35,6 +35,9 @@ INGEST_STALE_S = 3_600
 
 #: Heartbeats older than this are forgotten.
 HEARTBEAT_KEEP_S = 86_400
+
+#: ``models.OUTCOME_PREFERENCE`` as finalise.lua reads it.
+_OUTCOME_PREFERENCE = ",".join(OUTCOME_PREFERENCE)
 
 #: Counters kept in the campaign hash for the ingest summary.
 INGEST_COUNTERS = ("rows", "accepted", "rejected", "duplicates", "suppressed")
@@ -752,14 +755,20 @@ class Store:
         pause_reason: str = "",
         result: dict[str, Any] | None = None,
         max_callbacks: int = 0,
+        numbers: int = 1,
     ) -> str:
-        """End an attempt exactly once (see ``lua/finalise.lua``)."""
+        """End an attempt exactly once (see ``lua/finalise.lua``).
+
+        ``numbers`` > 1 (a contact with several numbers in a campaign that dials alternates)
+        lets an outcome of ``NEXT_NUMBER_OUTCOMES`` move the contact on to its next number.
+        """
         keys = [Keys.attempts(cid), Keys.status(cid), Keys.due(cid), Keys.progress(cid),
                 Keys.active(cid), self._trunk_active_key(cid), Keys.leases, Keys.campaign(cid),
                 Keys.running, Keys.results(cid)]
         args: list[Any] = [cid, member, ",".join(s.value for s in expected), now, verdict, outcome.value,
                 "1" if counts else "0", due_at, max_attempts, _json_fields(fields), pause_reason,
-                json.dumps(result, ensure_ascii=False) if result is not None else "", max_callbacks]
+                json.dumps(result, ensure_ascii=False) if result is not None else "", max_callbacks,
+                ",".join(NEXT_NUMBER_OUTCOMES) if numbers > 1 else "", numbers, _OUTCOME_PREFERENCE]
         return _text(self._finalise(keys=keys, args=args))
 
     def _trunk_active_key(self, cid: str) -> str:
