@@ -121,6 +121,12 @@ def _phone_used(contact: dict[str, Any], index: int | None, number: str | None) 
     return numbers[min(int(index or 0), len(numbers) - 1)][0] if contact.get("phone_e164") else ""
 
 
+def _number_position(contact: dict[str, Any], number: str) -> int | None:
+    """1 for the contact's first number, 2 for its second...; None for a number it does not have."""
+    positions = [e164 for e164, _ in contact_numbers(contact)]
+    return positions.index(number) + 1 if number in positions else None
+
+
 def _source_columns(spec: ReportSpec, contacts: list[dict[str, Any]]) -> Columns:
     phone = spec.record.phone_column
     columns: Columns = {}
@@ -136,6 +142,8 @@ def _contact_columns(spec: ReportSpec, contacts: list[dict[str, Any]], statuses:
                      results: list[dict[str, Any]]) -> Columns:
     """One batch of the per-contact report, column by column."""
     captured = list(spec.record.config.capture_fields)
+    used = [_phone_used(contact, st.get("number_index"), st.get("last_number")) if st.get("dials") else ""
+            for contact, st in zip(contacts, statuses, strict=True)]
     columns: Columns = {
         "contact_id": [contact["id"] for contact in contacts],
         **_source_columns(spec, contacts),
@@ -146,9 +154,9 @@ def _contact_columns(spec: ReportSpec, contacts: list[dict[str, Any]], statuses:
         "number_type": [contact.get("number_type", "") for contact in contacts],
         "time_zones": [" ".join(contact.get("time_zones", ())) for contact in contacts],
         "outcome": [st.get("outcome") or st.get("state") or "pending" for st in statuses],
-        "number_index": [int(st.get("number_index") or 0) + 1 if st.get("dials") else None for st in statuses],
-        "phone_used": [_phone_used(contact, st.get("number_index"), st.get("last_number")) if st.get("dials") else ""
-                       for contact, st in zip(contacts, statuses, strict=True)],
+        # The position of the number last dialed (the status's own index may already point at the next).
+        "number_index": [_number_position(contact, number) for contact, number in zip(contacts, used, strict=True)],
+        "phone_used": used,
         "attempts": [int(st.get("attempts", 0)) for st in statuses],
         "dials": [int(st.get("dials", 0)) for st in statuses],
         "caller_id": [st.get("last_caller_id") or "" for st in statuses],

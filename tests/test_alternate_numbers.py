@@ -112,6 +112,8 @@ def test_each_attempt_row_says_which_number_it_dialed(alternates: Any) -> None:
 def test_the_contact_report_says_which_number_reached_the_contact(alternates: Any) -> None:
     store, cid, _, tmp = alternates
     frame = report(store, cid, tmp, attempts=False).set_index("First Name")
+    after_outcome = list(frame.columns[list(frame.columns).index("outcome"):][:3])
+    assert after_outcome == ["outcome", "number_index", "phone_used"]
     assert frame.loc["Ada", "phone_used"] == "+12025550171"
     assert frame.loc["Ada", "number_index"] == "2"
     assert frame.loc["Ada", "phones"].lstrip("'") == "+12025550170 +12025550171"
