@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dialer import csvfile
+from dialer import control, csvfile
 from dialer.config import CampaignConfig, parse_config
 from dialer.errors import IngestError
 from dialer.ingest import IngestSummary, ingest_file
@@ -198,3 +198,12 @@ def test_a_number_whose_zone_cannot_share_the_window_is_dropped(store: Store, tm
     assert contact is not None
     assert (contact["phone_e164"], contact["time_zones"]) == ("+12025550160", ["America/New_York"])
     assert summary.numbers_dropped == Counter({"no_common_window": 1})
+
+
+def test_a_crm_export_imported_as_dnc_list_gives_every_number(tmp_path: Path) -> None:
+    path = export(tmp_path, "contacts.csv", GOOGLE_HEADER, [
+        google("Ada Lovelace", "+1 202-555-0110 ::: (202) 555-0111", "202-555-0112"),
+        google("Alan Turing", "", "202-555-0113"),
+    ])
+    assert sorted(control.read_number_file(path, MAX_BYTES)) == [
+        "(202) 555-0111", "+1 202-555-0110", "202-555-0112", "202-555-0113"]
