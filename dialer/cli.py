@@ -83,7 +83,9 @@ def campaign_create(
     config: Annotated[Path, typer.Option("--config", "-c", help="The campaign config YAML.")],
     name: Annotated[str | None, typer.Option(help="Campaign name (overrides the config's).")] = None,
     region: Annotated[str | None, typer.Option(help="Default region for national numbers, e.g. US.")] = None,
-    phone_column: Annotated[str | None, typer.Option(help="The column holding phone numbers.")] = None,
+    phone_column: Annotated[list[str] | None, typer.Option(
+        help="A column holding phone numbers; repeat it for several, the one to dial first first "
+             "(default: the config's phone_columns, else every phone column found).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a draft campaign from a CSV of contacts and a config file."""
@@ -157,7 +159,7 @@ def campaign_show(campaign_id: str, as_json: JsonFlag = False) -> None:
     table.add_row("name", record.name)
     table.add_row("state", record.state.value + (f" ({record.pause_reason})" if record.pause_reason else ""))
     table.add_row("source", record.source)
-    table.add_row("phone column", record.phone_column)
+    table.add_row("phone columns", ", ".join(record.phone_columns or [record.phone_column]))
     for key, count in record.counts.items():
         table.add_row(key, f"{count:,}")
     for reason, count in sorted(record.reject_reasons.items()):

@@ -79,6 +79,13 @@ class CampaignConfig(BaseModel):
     caller_id_strategy: Literal["round_robin", "local_presence"] = "round_robin"
     #: Outbound SIP trunk id; defaults to the SIP_OUTBOUND_TRUNK_ID setting.
     trunk_id: str | None = None
+    #: The CSV columns holding a contact's numbers, the one to dial first first (default: every
+    #: phone column a CRM export has, see the README); ``--phone-column`` overrides it.
+    phone_columns: tuple[str, ...] = ()
+    #: What happens to a contact's other numbers: ``first_only`` dials only its first valid
+    #: number; ``next_on_failure`` moves on to the next one when the current one ends invalid,
+    #: declined by the network, or out of attempts on busy / no answer.
+    alternate_numbers: Literal["first_only", "next_on_failure"] = "first_only"
     #: Region used to read numbers written in national format.
     default_region: str = "US"
     #: IANA zone used when a number's own zones cannot be called together.

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from . import csvfile, liveness, webhook_sender
 from .dialing import BREAKER_REASONS
 from .errors import NotFoundError, SettingsError, UserError
-from .models import CampaignState, Outcome
+from .models import CampaignState, Outcome, contact_numbers
 from .pacer import pace_factor
 from .phones import PhoneNormalizer, PhoneRejected
 from .reports import safe_cell
@@ -228,16 +228,19 @@ def dnc_import(store: Store, file: Path, region: str, max_bytes: int) -> dict[st
 
 def read_number_file(file: Path, max_bytes: int) -> list[str]:
     fmt = csvfile.inspect(file, max_bytes)
-    column = csvfile.find_column(fmt.columns, None, csvfile.PHONE_COLUMN_NAMES)
-    if column is None and len(fmt.columns) == 1:
+    columns = csvfile.find_phone_columns(fmt.columns)
+    if not columns and len(fmt.columns) == 1:
         # A plain list: the first line is a number, not a header.
         text = file.read_text(encoding=fmt.encoding)
         return [line.strip() for line in text.splitlines() if line.strip()]
-    if column is None:
+    if not columns:
         raise UserError(f"{file}: no phone column among {', '.join(fmt.columns)}")
     numbers: list[str] = []
     for chunk in csvfile.read_chunks(file, fmt):
-        numbers.extend(value for value in chunk[column].tolist() if value)
+        # Every phone column of a CRM export, and every number of a " ::: " cell.
+        for column in columns:
+            numbers.extend(number for value in chunk[column].tolist() if value
+                           for number in csvfile.split_numbers(value))
     return numbers
 
 
@@ -261,6 +264,7 @@ def contact(store: Store, cid: str, contact_id: int) -> dict[str, Any]:
         "campaign_id": cid,
         "contact_id": contact_id,
         "phone_e164": row.get("phone_e164", ""),
+        "phones": [e164 + (f"x{extension}" if extension else "") for e164, extension in contact_numbers(row)],
         "variables": row.get("variables", {}),
         "time_zones": list(row.get("time_zones", [])),
         "outcome": state.get("outcome") or state.get("state") or "pending",

@@ -6,7 +6,7 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +39,20 @@ PHONE_COLUMN_NAMES = (
     "e164",
 )
 TIMEZONE_COLUMN_NAMES = ("timezone", "time_zone", "tz")
+#: Several numbers in one cell, as Google Contacts exports them ("+1 202 555 0100 ::: 202-555-0101").
+MULTI_NUMBER_SEPARATOR = ":::"
+
+#: Words of the phone headers CRMs export, beyond ``PHONE_COLUMN_NAMES``: Google Contacts
+#: ("Phone 1 - Value"), HubSpot ("Mobile Phone Number"), Salesforce ("Mobile", "Home Phone"),
+#: Outlook ("Business Phone 2"), Pipedrive ("Phone - Work"). A header is a phone column when
+#: it has a core word and nothing but these words and digits ("Phone 1 - Type" is not).
+_PHONE_CORE_WORDS = frozenset({"phone", "telephone", "tel", "mobile", "cell", "cellphone", "mobilephone",
+                               "phonenumber", "msisdn", "e164"})
+_PHONE_OTHER_WORDS = frozenset({
+    "primary", "main", "home", "work", "business", "office", "direct", "company", "personal", "private",
+    "other", "alternate", "alt", "secondary", "assistant", "car", "contact", "day", "evening", "mobile",
+    "cell", "number", "no", "nr", "num", "value",
+})
 
 _MAGIC = {
     b"PK\x03\x04": "a ZIP archive (an .xlsx workbook?); save it as CSV first",
@@ -49,8 +63,45 @@ _MAGIC = {
 
 
 def header_key(name: str) -> str:
-    """Compare header names ignoring case, spacing, dashes and dots."""
-    return re.sub(r"[\s\-.]+", "_", name.strip().lower()).strip("_")
+    """Compare header names ignoring case, spacing and punctuation ("Phone 1 - Value" is phone_1_value)."""
+    return re.sub(r"[\W_]+", "_", name.strip().lower()).strip("_")
+
+
+def is_phone_header(name: str) -> bool:
+    """A header CRMs use for a phone number: a known name, or phone words and digits only."""
+    key = header_key(name)
+    if key in PHONE_COLUMN_NAMES:
+        return True
+    words = key.split("_")
+    return (any(word in _PHONE_CORE_WORDS for word in words)
+            and all(word in _PHONE_CORE_WORDS or word in _PHONE_OTHER_WORDS or word.isdigit() for word in words))
+
+
+def find_phone_columns(columns: list[str], wanted: Sequence[str] = ()) -> list[str]:
+    """The phone columns of a header, the first to dial first.
+
+    ``wanted`` names them (spelling-insensitive; a name that matches no column is left out,
+    the caller reports it). Without it every phone header counts: the known names in the order
+    of ``PHONE_COLUMN_NAMES`` first, then the other phone headers in file order; a bare
+    ``number`` column counts only when there is no other.
+    """
+    keys = {header_key(name): name for name in reversed(columns)}
+    if wanted:
+        found = [keys[header_key(name)] for name in wanted if header_key(name) in keys]
+        return list(dict.fromkeys(found))
+    named = [keys[candidate] for candidate in PHONE_COLUMN_NAMES if candidate in keys]
+    others = [name for name in columns if name not in named and is_phone_header(name)]
+    found = named + others
+    if len(found) > 1:
+        found = [name for name in found if header_key(name) != "number"]
+    return found
+
+
+def split_numbers(cell: str) -> list[str]:
+    """The numbers of one cell: Google Contacts joins several with ``" ::: "``."""
+    if MULTI_NUMBER_SEPARATOR not in cell:
+        return [cell]
+    return [part.strip() for part in cell.split(MULTI_NUMBER_SEPARATOR) if part.strip()]
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from tenacity import (
 from .callerid import choose as choose_caller_id
 from .config import CampaignConfig, render
 from .livekit import LiveKitGateway
-from .models import AttemptState, CallResult, CampaignState, DispatchMetadata, Outcome
+from .models import AttemptState, CallResult, CampaignState, DispatchMetadata, Outcome, contact_numbers
 from .pacer import back_off, pace_factor
 from .policy import Action, SipClass, Verdict, classify, is_ambiguous
 from .settings import Settings
@@ -91,16 +91,17 @@ def participant_identity(contact_id: int) -> str:
 
 
 def dispatch_metadata(
-    cid: str, contact_id: int, seq: int, contact: dict[str, Any], config: CampaignConfig
+    cid: str, contact_id: int, seq: int, contact: dict[str, Any], config: CampaignConfig, number: str = ""
 ) -> DispatchMetadata:
-    """What the agent is told about one attempt, with the campaign's templates rendered."""
+    """What the agent is told about one attempt (``number``: the one dialed, default the contact's
+    first), with the campaign's templates rendered."""
     variables = contact.get("variables", {})
     return DispatchMetadata(
         call_id=DispatchMetadata.make_call_id(cid, contact_id, seq),
         campaign_id=cid,
         contact_id=contact_id,
         attempt=seq,
-        phone_e164=contact["phone_e164"],
+        phone_e164=number or contact["phone_e164"],
         participant_identity=participant_identity(contact_id),
         variables=variables,
         instructions=render(config.instructions, variables),
@@ -184,6 +185,10 @@ class _Attempt:
     #: The calls-per-second limits of this attempt's INVITEs: the trunk's pace factor is read
     #: once per attempt, and again only after a capacity refusal backed the trunk off.
     limits: list[RateLimit] | None = None
+    #: Which of the contact's numbers this attempt dials (0: the first).
+    number_index: int = 0
+    #: How many numbers the contact may move through (1 unless the campaign dials alternates).
+    alternates: int = 1
 
     @property
     def member(self) -> str:
@@ -203,7 +208,19 @@ class _Attempt:
 
     @property
     def number(self) -> str:
-        return str(self.contact["phone_e164"])
+        return contact_numbers(self.contact)[self.number_index][0]
+
+    @property
+    def extension(self) -> str:
+        return contact_numbers(self.contact)[self.number_index][1]
+
+    @property
+    def number_fields(self) -> dict[str, Any]:
+        """What the ledger records of the number an attempt dials."""
+        fields: dict[str, Any] = {"number": self.number}
+        if self.alternates > 1 or "numbers" in self.contact:
+            fields["number_index"] = self.number_index
+        return fields
 
     @property
     def identity(self) -> str:
@@ -256,6 +273,11 @@ class Dialer:
             return f"duplicate:{claimed}"
         contact = self.store.contacts(cid, [contact_id])[0] or {}
         attempt = _Attempt(cid, contact_id, seq, campaign, contact, claim, trunk=trunk)
+        if campaign.config.alternate_numbers == "next_on_failure" and len(contact.get("numbers", ())) > 1:
+            # finalise.lua moves a contact to its next number; the status says which one is due.
+            attempt.alternates = len(contact["numbers"])
+            status = self.store.contact_status(cid, contact_id) or {}
+            attempt.number_index = min(int(status.get("number_index") or 0), attempt.alternates - 1)
         try:
             self._window(attempt)
             self._admit(attempt, "hold")
@@ -292,7 +314,8 @@ class Dialer:
             admission = self.store.admit(
                 attempt.cid, attempt.member, claim=attempt.claim,
                 lease_s=dial_lease_s(self.settings, attempt.config), number=attempt.number, mode=mode,
-                limits=attempt.limits, nonce=nonce, fields={"caller_id": attempt.caller_id or None},
+                limits=attempt.limits, nonce=nonce,
+                fields={"caller_id": attempt.caller_id or None, **attempt.number_fields},
                 trunk=attempt.trunk, first_invite=first_invite,
             )
             if admission.ok:
@@ -393,7 +416,8 @@ class Dialer:
         return callee_status(self.gateway, attempt.room, attempt.identity)
 
     def _set_up_room(self, attempt: _Attempt) -> str:
-        metadata = dispatch_metadata(attempt.cid, attempt.contact_id, attempt.seq, attempt.contact, attempt.config)
+        metadata = dispatch_metadata(attempt.cid, attempt.contact_id, attempt.seq, attempt.contact, attempt.config,
+                                     attempt.number)
         agent_name = attempt.config.agent_name or self.settings.agent_name
         for retry in Retrying(
             retry=retry_if_exception_type(TRANSIENT_ERRORS) | retry_if_exception_type(api.ServerError),
@@ -448,8 +472,8 @@ class Dialer:
             wait_until_answered=True,
             play_dialtone=False,
         )
-        if attempt.contact.get("extension"):
-            request.dtmf = dtmf(attempt.contact["extension"], config.extension_pause_s)
+        if attempt.extension:
+            request.dtmf = dtmf(attempt.extension, config.extension_pause_s)
         request.ringing_timeout.seconds = config.ring_timeout_s
         request.max_call_duration.seconds = config.max_call_duration_s
         attempt.invites += 1
@@ -606,8 +630,8 @@ class Dialer:
         return self.store.finalise(
             attempt.cid, attempt.member, [AttemptState.DIALING], now=self.clock(), verdict=verdict,
             outcome=outcome, counts=counts, due_at=due_at, max_attempts=attempt.config.max_attempts,
-            fields={"reason": reason, **marker, **(fields or {})}, pause_reason=pause_reason,
-            trunk=attempt.trunk,
+            fields={"reason": reason, **marker, **attempt.number_fields, **(fields or {})}, pause_reason=pause_reason,
+            trunk=attempt.trunk, numbers=attempt.alternates,
         )
 
 
@@ -635,7 +659,9 @@ def finish_call(store: Store, call_id: str, result: CallResult, now: float | Non
     cid, contact_id, seq = DispatchMetadata.parse_call_id(call_id)
     contact = store.contacts(cid, [contact_id])[0]
     if result.outcome is Outcome.OPTED_OUT and contact:
-        store.dnc_add([contact["phone_e164"]])
+        # The number the callee was reached on (the contact's other numbers may be other people's).
+        dialed = (store.attempt(cid, f"{contact_id}:{seq}") or {}).get("number")
+        store.dnc_add([dialed or contact["phone_e164"]])
     record = store.get_campaign(cid)
     ended = result.ended_at or now or time.time()
     due_at, skipped = callback_due(result, ended)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,8 +18,8 @@ from typing import Any
 from . import csvfile
 from .config import CampaignConfig
 from .errors import ConfigError, IngestError
-from .models import Contact
-from .phones import PhoneNormalizer, PhoneRejected, split_extension
+from .models import Contact, ContactNumber
+from .phones import PhoneNormalizer, PhoneRejected, RejectReason, split_extension
 from .store import Store
 from .window import can_call_together, zone
 
@@ -28,6 +28,8 @@ REASON_NO_COMMON_WINDOW = "no_common_window"
 REASON_TOO_MANY_FIELDS = "too_many_fields"
 
 Progress = Callable[[int], None]
+#: A number left out of a contact: {"raw", "reason", "detail"}.
+Dropped = dict[str, str]
 
 
 @dataclass
@@ -40,7 +42,10 @@ class IngestSummary:
     duplicates: int = 0
     suppressed: int = 0
     reject_reasons: Counter[str] = field(default_factory=Counter)
+    #: Numbers left out of accepted contacts, by reason (invalid_number, dnc, duplicate...).
+    numbers_dropped: Counter[str] = field(default_factory=Counter)
     phone_column: str = ""
+    phone_columns: list[str] = field(default_factory=list)
     encoding: str = ""
     delimiter: str = ""
 
@@ -59,7 +64,9 @@ class IngestSummary:
             "name": self.name,
             **self.counts(),
             "reject_reasons": dict(sorted(self.reject_reasons.items())),
+            "numbers_dropped": dict(sorted(self.numbers_dropped.items())),
             "phone_column": self.phone_column,
+            "phone_columns": self.phone_columns,
             "encoding": self.encoding,
             "delimiter": self.delimiter,
         }
@@ -141,26 +148,46 @@ class Prepared:
     """What the checks before an ingest found out about a file."""
 
     fmt: csvfile.CsvFormat
-    phone_column: str
+    #: The columns holding a contact's numbers, the one dialed first first.
+    phone_columns: list[str]
     timezone_column: str | None
 
+    @property
+    def phone_column(self) -> str:
+        return self.phone_columns[0]
 
-def prepare(path: Path, config: CampaignConfig, *, phone_column: str | None, max_bytes: int) -> Prepared:
-    """Every check that needs no Redis: size, binary, encoding, header, phone column, templates.
+
+PhoneColumns = str | Sequence[str] | None
+
+
+def wanted_phone_columns(phone_column: PhoneColumns, config: CampaignConfig) -> list[str]:
+    """The phone columns asked for: ``--phone-column`` (once or more), else the config's."""
+    if isinstance(phone_column, str):
+        return [phone_column] if phone_column else []
+    return [name for name in phone_column or () if name] or list(config.phone_columns)
+
+
+def prepare(path: Path, config: CampaignConfig, *, phone_column: PhoneColumns, max_bytes: int) -> Prepared:
+    """Every check that needs no Redis: size, binary, encoding, header, phone columns, templates.
 
     The CLI runs it inside ``ingest_file``; the HTTP API runs it before it accepts an upload,
     so both refuse a bad file with the same message.
     """
     fmt = csvfile.inspect(path, max_bytes)
-    phone_col = csvfile.find_column(fmt.columns, phone_column, csvfile.PHONE_COLUMN_NAMES)
-    if phone_col is None:
-        wanted = f"named {phone_column!r}" if phone_column else "(phone, phone_number, number, mobile, tel...)"
+    wanted = wanted_phone_columns(phone_column, config)
+    phone_cols = csvfile.find_phone_columns(fmt.columns, wanted)
+    keys = {csvfile.header_key(name) for name in fmt.columns}
+    missing = [name for name in wanted if csvfile.header_key(name) not in keys]
+    if missing or not phone_cols:
+        what = ", ".join(repr(name) for name in missing)
+        wanted_text = (f"named {what}" if missing
+                       else "(phone, phone_number, mobile, tel, Phone 1 - Value, Mobile Phone Number...)")
         raise IngestError(
-            f"{path}: no phone column {wanted}; columns found: {', '.join(fmt.columns)}. "
+            f"{path}: no phone column {wanted_text}; columns found: {', '.join(fmt.columns)}. "
             "Rename the column or pass --phone-column."
         )
     check_templates(config, fmt.columns)
-    return Prepared(fmt, phone_col, csvfile.find_column(fmt.columns, None, csvfile.TIMEZONE_COLUMN_NAMES))
+    return Prepared(fmt, phone_cols, csvfile.find_column(fmt.columns, None, csvfile.TIMEZONE_COLUMN_NAMES))
 
 
 def ingest_file(
@@ -168,7 +195,7 @@ def ingest_file(
     path: Path,
     config: CampaignConfig,
     *,
-    phone_column: str | None = None,
+    phone_column: PhoneColumns = None,
     max_bytes: int,
     progress: Progress | None = None,
     now: datetime | None = None,
@@ -176,23 +203,28 @@ def ingest_file(
 ) -> IngestSummary:
     """Create a draft campaign from ``path``; raises a UserError for a bad file.
 
+    ``phone_column`` is one column name or several (the first is dialed first); without it
+    the config's ``phone_columns``, else every phone column of the header.
     ``campaign_id`` is the id to create, when the caller has already handed it out (an upload).
     """
     prepared = prepare(path, config, phone_column=phone_column, max_bytes=max_bytes)
-    fmt, phone_col, tz_col = prepared.fmt, prepared.phone_column, prepared.timezone_column
-    variable_cols = [name for name in fmt.columns if name != phone_col]
+    fmt, phone_cols, tz_col = prepared.fmt, prepared.phone_columns, prepared.timezone_column
+    # The first phone column is the contact's phone_raw; the others stay template variables.
+    variable_cols = [name for name in fmt.columns if name != phone_cols[0]]
 
     cid = campaign_id or store.new_campaign_id()
     summary = IngestSummary(
         campaign_id=cid,
         name=config.name,
-        phone_column=phone_col,
+        phone_column=phone_cols[0],
+        phone_columns=phone_cols,
         encoding=fmt.encoding,
         delimiter=fmt.delimiter,
     )
-    store.begin_campaign(cid, config, columns=fmt.columns, phone_column=phone_col, source=path.name)
+    store.begin_campaign(cid, config, columns=fmt.columns, phone_column=phone_cols[0], phone_columns=phone_cols,
+                         source=path.name)
     try:
-        _ingest_rows(store, path, fmt, config, summary, phone_col, tz_col, variable_cols, progress, now)
+        _ingest_rows(store, path, fmt, config, summary, phone_cols, tz_col, variable_cols, progress, now)
         if summary.rows == 0:
             raise IngestError(f"{path} has a header but no data rows")
     except BaseException:
@@ -202,30 +234,80 @@ def ingest_file(
     return summary
 
 
+class _RowNumbers:
+    """Turns a row's phone cells into the contact's numbers, dropping the ones that cannot be called."""
+
+    def __init__(self, config: CampaignConfig, zones: _ZoneResolver) -> None:
+        self._normalizer = PhoneNormalizer(config.default_region)
+        self._zones = zones
+
+    def read(self, cells: list[str], tz_value: str) -> tuple[list[ContactNumber], tuple[str, ...], list[Dropped]]:
+        """(numbers kept, the zones they are called in, numbers dropped with reason and detail).
+
+        Every number of a contact is called in one calling window: a number whose zones
+        cannot share one with the numbers before it is dropped (no_common_window).
+        """
+        numbers: list[ContactNumber] = []
+        dropped: list[dict[str, str]] = []
+        contact_zones: tuple[str, ...] = ()
+        seen: set[str] = set()
+        several = len(cells) > 1
+        for raw in cells:
+            if several and not raw.strip():
+                continue  # an empty secondary column is no number, not a bad one
+            number, extension = split_extension(raw)
+            try:
+                info = self._normalizer.normalize(number)
+            except PhoneRejected as exc:
+                if not (several and exc.reason is RejectReason.MISSING):  # "n/a" in a spare column
+                    dropped.append({"raw": raw, "reason": exc.reason.value, "detail": exc.detail})
+                continue
+            entry = ContactNumber(info.e164, extension, info.number_type, raw)
+            if entry.dial_key in seen:
+                continue  # the same number twice in one row is one number
+            resolved = self._zones.resolve(info.time_zones, tz_value)
+            merged = resolved if not numbers or resolved is None else tuple(dict.fromkeys(contact_zones + resolved))
+            if merged is None or (numbers and merged != contact_zones and not self._zones.can_call(merged)):
+                dropped.append({"raw": raw, "reason": REASON_NO_COMMON_WINDOW, "detail": (
+                    f"{info.e164} maps to {len(info.time_zones) or 'no'} time zones that the calling window "
+                    "never covers together" + (" with the numbers before it" if numbers else "")
+                    + "; add a timezone column or set default_timezone")})
+                continue
+            seen.add(entry.dial_key)
+            numbers.append(entry)
+            contact_zones = merged
+        return numbers, contact_zones, dropped
+
+
+def _cells(values: dict[str, str], phone_cols: list[str]) -> list[str]:
+    if len(phone_cols) == 1:
+        return csvfile.split_numbers(values[phone_cols[0]])
+    return [part for name in phone_cols for part in csvfile.split_numbers(values[name])]
+
+
 def _ingest_rows(
     store: Store,
     path: Path,
     fmt: csvfile.CsvFormat,
     config: CampaignConfig,
     summary: IngestSummary,
-    phone_col: str,
+    phone_cols: list[str],
     tz_col: str | None,
     variable_cols: list[str],
     progress: Progress | None,
     now: datetime | None,
 ) -> None:
-    normalizer = PhoneNormalizer(config.default_region)
     zones = _ZoneResolver(config, now or datetime.now(UTC))
+    reader = _RowNumbers(config, zones)
     row_number = 1  # the header is row 1
     for chunk in csvfile.read_chunks(path, fmt):
         columns = {name: chunk[name].tolist() for name in fmt.columns}
         extras = chunk[[name for name in chunk.columns if name.startswith("__extra_")]]
         overflow = extras.ne("").any(axis=1).tolist() if not extras.empty else [False] * len(chunk)
-        phones = columns[phone_col]
         tzs = columns[tz_col] if tz_col else None
         candidates: list[tuple[int, str, str]] = []
         skipped: list[dict[str, Any]] = []
-        by_id: dict[int, dict[str, str]] = {}
+        by_id: dict[int, tuple[dict[str, str], Contact]] = {}
         for offset in range(len(chunk)):
             row_number += 1
             values = {name: _cell(columns[name][offset]) for name in fmt.columns}
@@ -233,48 +315,62 @@ def _ingest_rows(
                 _reject(summary, skipped, row_number, values, REASON_TOO_MANY_FIELDS,
                         f"row has more fields than the {len(fmt.columns)} in the header")
                 continue
-            number, extension = split_extension(phones[offset])
-            try:
-                info = normalizer.normalize(number)
-            except PhoneRejected as exc:
-                _reject(summary, skipped, row_number, values, exc.reason.value, exc.detail)
+            numbers, contact_zones, dropped = reader.read(_cells(values, phone_cols), _cell(tzs[offset]) if tzs else "")
+            if not numbers:
+                if not dropped:
+                    _reject(summary, skipped, row_number, values, RejectReason.MISSING.value,
+                            f"no number in {', '.join(phone_cols)}")
+                else:
+                    detail = (dropped[0]["detail"] if len(dropped) == 1
+                              else "; ".join(f"{entry['raw']!r}: {entry['detail']}" for entry in dropped))
+                    _reject(summary, skipped, row_number, values, dropped[0]["reason"], detail)
                 continue
-            resolved = zones.resolve(info.time_zones, _cell(tzs[offset]) if tzs else "")
-            if resolved is None:
-                _reject(summary, skipped, row_number, values, REASON_NO_COMMON_WINDOW,
-                        f"{info.e164} maps to {len(info.time_zones) or 'no'} time zones that the "
-                        "calling window never covers together; add a timezone column or set "
-                        "default_timezone")
-                continue
-            contact = Contact(
-                id=row_number,
-                phone_e164=info.e164,
-                phone_raw=values[phone_col],
-                number_type=info.number_type,
-                time_zones=resolved,
-                variables={name: values[name] for name in variable_cols},
-                extension=extension,
-            )
-            by_id[row_number] = values
-            candidates.append((row_number, contact.dial_key, contact.to_json()))
+            contact = Contact.with_numbers(row_number, numbers, phone_raw=values[phone_cols[0]],
+                                           time_zones=contact_zones,
+                                           variables={name: values[name] for name in variable_cols}, dropped=dropped)
+            by_id[row_number] = (values, contact)
+            candidates.append((row_number, ",".join(number.dial_key for number in numbers),
+                               contact.to_json()))
         letters = store.store_contacts(summary.campaign_id, candidates)
-        for (contact_id, e164, _), letter in zip(candidates, letters, strict=True):
-            if letter == "A":
+        rewritten: dict[int, str] = {}
+        for (contact_id, _, _), kept in zip(candidates, letters, strict=True):
+            values, contact = by_id[contact_id]
+            numbers = list(contact.all_numbers)
+            if "A" in kept:
                 summary.accepted += 1
-            elif letter == "D":
-                summary.duplicates += 1
-                skipped.append(
-                    {"row": contact_id, "bucket": "duplicate", "reason": "duplicate",
-                     "detail": f"{e164} appears earlier in the file", "values": by_id[contact_id]}
-                )
-            else:
+                dropped = list(contact.dropped)
+                for number, letter in zip(numbers, kept, strict=True):
+                    if letter != "A":
+                        dropped.append(_lost_number(number.raw, number.dial_key, letter))
+                if len(dropped) != len(contact.dropped):
+                    left = [number for number, letter in zip(numbers, kept, strict=True) if letter == "A"]
+                    contact = Contact.with_numbers(contact_id, left, phone_raw=contact.phone_raw,
+                                                   time_zones=contact.time_zones, variables=contact.variables,
+                                                   dropped=dropped)
+                    rewritten[contact_id] = contact.to_json()
+                summary.numbers_dropped.update(entry["reason"] for entry in dropped)
+                continue
+            lost = [_lost_number(number.raw, number.dial_key, letter)
+                    for number, letter in zip(numbers, kept, strict=True)]
+            detail = "; ".join(entry["detail"] for entry in lost)
+            if "S" in kept:
                 summary.suppressed += 1
-                skipped.append(
-                    {"row": contact_id, "bucket": "suppressed", "reason": "dnc",
-                     "detail": f"{e164} is on the do-not-call list", "values": by_id[contact_id]}
-                )
+                skipped.append({"row": contact_id, "bucket": "suppressed", "reason": "dnc", "detail": detail,
+                                "values": values})
+            else:
+                summary.duplicates += 1
+                skipped.append({"row": contact_id, "bucket": "duplicate", "reason": "duplicate", "detail": detail,
+                                "values": values})
+        store.replace_contacts(summary.campaign_id, rewritten)
         store.add_skipped_rows(summary.campaign_id, sorted(skipped, key=lambda entry: entry["row"]))
         summary.rows += len(chunk)
         if progress:
             progress(len(chunk))
 
+
+def _lost_number(raw: str, dial_key: str, letter: str) -> dict[str, str]:
+    """A number the store refused: on the DNC list (S) or an earlier contact's (D)."""
+    number = dial_key.split(";")[0]
+    if letter == "S":
+        return {"raw": raw, "reason": "dnc", "detail": f"{number} is on the do-not-call list"}
+    return {"raw": raw, "reason": "duplicate", "detail": f"{dial_key} appears earlier in the file"}

@@ -35,6 +35,20 @@ class Outcome(StrEnum):
     SHUTDOWN = "shutdown"  #: answered, then cut off because the agent's job shut down mid-call
 
 
+#: Outcomes that end a contact's current number when the campaign dials alternate numbers
+#: (``alternate_numbers: next_on_failure``): the number does not exist, the network declined
+#: it, or it stayed busy / unanswered through ``max_attempts``. The contact moves on to its next
+#: number; any other outcome ends the contact.
+NEXT_NUMBER_OUTCOMES = (Outcome.INVALID_NUMBER, Outcome.DECLINED, Outcome.BUSY, Outcome.NO_ANSWER)
+
+#: Outcomes best first: a contact that tried several numbers ends with the best of their outcomes
+#: (answered on the second number after the first was invalid is ``answered``).
+OUTCOME_PREFERENCE = (
+    Outcome.ANSWERED, Outcome.OPTED_OUT, Outcome.SHUTDOWN, Outcome.VOICEMAIL, Outcome.BUSY, Outcome.NO_ANSWER,
+    Outcome.CARRIER_ERROR, Outcome.DECLINED, Outcome.FAILED, Outcome.INVALID_NUMBER, Outcome.CANCELLED,
+)
+
+
 class AttemptState(StrEnum):
     QUEUED = "queued"  #: taken from the due set; a dial task is on its way
     DIALING = "dialing"  #: the dial task claimed it; the INVITE may be out
@@ -43,8 +57,37 @@ class AttemptState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class ContactNumber:
+    """One of a contact's numbers, normalised."""
+
+    e164: str
+    #: Digits sent as DTMF once the call is answered ("x12" in the file); "" for none.
+    extension: str = ""
+    number_type: str = ""
+    #: The cell text the number came from.
+    raw: str = ""
+
+    @property
+    def dial_key(self) -> str:
+        """What makes a number a duplicate: the number, and its extension if any."""
+        return f"{self.e164};ext={self.extension}" if self.extension else self.e164
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = {"e164": self.e164, "number_type": self.number_type, "raw": self.raw}
+        if self.extension:
+            data["extension"] = self.extension
+        return data
+
+
+@dataclass(frozen=True, slots=True)
 class Contact:
-    """One accepted campaign row. ``id`` is the CSV row number (the header is row 1)."""
+    """One accepted campaign row. ``id`` is the CSV row number (the header is row 1).
+
+    ``phone_e164``/``extension`` are the first number, the one dialed first; a contact with
+    several numbers (several phone columns, or several numbers in a cell) also lists them all,
+    that one first, under ``numbers``. Numbers dropped at ingest (invalid, on the DNC list, or
+    already another contact's) are kept under ``dropped`` with the reason, for the report.
+    """
 
     id: int
     phone_e164: str
@@ -54,14 +97,30 @@ class Contact:
     variables: dict[str, str] = field(default_factory=dict)
     #: Digits sent as DTMF once the call is answered ("x12" in the file); "" for none.
     extension: str = ""
+    #: Every number, the first one included, when there are several; () when there is one.
+    numbers: tuple[ContactNumber, ...] = ()
+    #: Numbers of the row that are not called: {"raw", "reason", "detail"}.
+    dropped: tuple[dict[str, str], ...] = ()
+
+    @classmethod
+    def with_numbers(cls, id: int, numbers: list[ContactNumber], *, phone_raw: str, time_zones: tuple[str, ...],
+                     variables: dict[str, str], dropped: list[dict[str, str]]) -> Contact:
+        first = numbers[0]
+        return cls(id=id, phone_e164=first.e164, phone_raw=phone_raw, number_type=first.number_type,
+                   time_zones=time_zones, variables=variables, extension=first.extension,
+                   numbers=tuple(numbers) if len(numbers) > 1 else (), dropped=tuple(dropped))
 
     @property
     def dial_key(self) -> str:
         """What makes a row a duplicate: the number, and its extension if any."""
         return f"{self.phone_e164};ext={self.extension}" if self.extension else self.phone_e164
 
+    @property
+    def all_numbers(self) -> tuple[ContactNumber, ...]:
+        return self.numbers or (ContactNumber(self.phone_e164, self.extension, self.number_type, self.phone_raw),)
+
     def to_json_dict(self) -> dict[str, Any]:
-        data = {
+        data: dict[str, Any] = {
             "id": self.id,
             "phone_e164": self.phone_e164,
             "phone_raw": self.phone_raw,
@@ -71,6 +130,10 @@ class Contact:
         }
         if self.extension:
             data["extension"] = self.extension
+        if self.numbers:
+            data["numbers"] = [number.to_json_dict() for number in self.numbers]
+        if self.dropped:
+            data["dropped"] = list(self.dropped)
         return data
 
     def to_json(self) -> str:
@@ -88,7 +151,18 @@ class Contact:
             time_zones=tuple(data.get("time_zones", ())),
             variables=dict(data.get("variables", {})),
             extension=str(data.get("extension", "")),
+            numbers=tuple(ContactNumber(str(n["e164"]), str(n.get("extension", "")), str(n.get("number_type", "")),
+                                        str(n.get("raw", ""))) for n in data.get("numbers", ())),
+            dropped=tuple(dict(entry) for entry in data.get("dropped", ())),
         )
+
+
+def contact_numbers(contact: dict[str, Any]) -> list[tuple[str, str]]:
+    """(E.164, extension) of each number of a stored contact, in dialing order."""
+    listed = contact.get("numbers")
+    if listed:
+        return [(str(n["e164"]), str(n.get("extension", ""))) for n in listed]
+    return [(str(contact.get("phone_e164", "")), str(contact.get("extension", "")))]
 
 
 class DispatchMetadata(BaseModel):

@@ -31,7 +31,7 @@ STATUS_SCHEMA = pa.schema([
     ("last_sip_code", _INT), ("last_sip_status", _STR), ("last_reason", _STR), ("callbacks", _INT),
     ("callbacks_done", _INT), ("callback_skipped", _STR), ("first_attempt_at", _FLOAT),
     ("last_attempt_at", _FLOAT), ("answered_at", _FLOAT), ("talk_s", _FLOAT), ("sip_call_id", _STR),
-    ("result", _STR),
+    ("result", _STR), ("number_index", _INT), ("last_number", _STR),
 ])
 
 
@@ -117,12 +117,20 @@ def contact_columns(*, source_columns: Sequence[str], phone_column: str, capture
         columns[name] = pc.fill_null(values, "")
     st = {name: _column(status, name) for name in STATUS_SCHEMA.names}
     rs = {name: _column(result, name) for name in result.column_names}
+    e164, extension = _column(contact, "phone_e164"), pc.fill_null(_column(contact, "extension"), "")
+    # One number per contact here; ``reports`` recomputes these four for contacts with several.
+    used = pc.if_else(pc.greater(pc.fill_null(st["dials"], 0), 0), _first(st["last_number"], e164, default=""), "")
     columns.update({
-        "phone_e164": _column(contact, "phone_e164"),
-        "extension": pc.fill_null(_column(contact, "extension"), ""),
+        "phone_e164": e164,
+        "extension": extension,
+        "phones": pc.binary_join_element_wise(
+            e164, pc.if_else(pc.equal(extension, ""), "", pc.binary_join_element_wise("x", extension, "")), ""),
+        "numbers_dropped": pa.nulls(contact.num_rows, _STR).fill_null(""),
         "number_type": pc.fill_null(_column(contact, "number_type"), ""),
         "time_zones": pc.fill_null(pc.binary_join(_column(contact, "time_zones"), " "), ""),
         "outcome": _first(st["outcome"], st["state"], default="pending"),
+        "number_index": pc.if_else(pc.equal(used, e164), pa.scalar(1, _INT), pa.scalar(None, _INT)),
+        "phone_used": used,
         "attempts": pc.fill_null(st["attempts"], 0),
         "dials": pc.fill_null(st["dials"], 0),
         "caller_id": _first(st["last_caller_id"], default=""),

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from . import report_arrow, xlsx
 from .dialing import room_name
 from .errors import DialerError, UserError
+from .models import contact_numbers
 from .store import CampaignRecord, Snapshot, Store
 from .window import zone
 
@@ -86,11 +87,13 @@ class ReportSpec:
 
     def columns(self) -> list[str]:
         if self.attempts:
-            return ["contact_id", *self.source_columns, "phone_e164", "attempt", "state", "result",
+            return ["contact_id", *self.source_columns, "phone_e164", "attempt", "number_index", "phone_used",
+                    "state", "result",
                     "counted", "caller_id", "sip_status", "sip_reason", "reason", "disposition",
                     *ATTEMPT_TIME_COLUMNS,
                     "talk_s", "room"]
-        return ["contact_id", *self.source_columns, "phone_e164", "extension", "number_type", "time_zones", "outcome",
+        return ["contact_id", *self.source_columns, "phone_e164", "extension", "phones", "numbers_dropped",
+                "number_type", "time_zones", "outcome", "number_index", "phone_used",
                 "attempts", "dials", "caller_id", "last_sip_status", "last_sip_reason", "disposition", "notes",
                 *self.captured_columns, "callback_at", *CALLBACK_COLUMNS, *TIME_COLUMNS, "talk_s", "sip_call_id",
                 "transcript"]
@@ -102,6 +105,30 @@ Columns = dict[str, Any]
 
 def _transcript_text(turns: list[dict[str, str]]) -> str:
     return "\n".join(f"{turn.get('role', '')}: {turn.get('text', '')}" for turn in turns)
+
+
+def _phones(contact: dict[str, Any]) -> str:
+    """Every number of a contact in dialing order, space separated, "+12025550101x204" for an extension."""
+    return " ".join(e164 + (f"x{ext}" if ext else "") for e164, ext in contact_numbers(contact))
+
+
+def _dropped(contact: dict[str, Any]) -> str:
+    """The numbers of the row left out at ingest, with why: "12345 (invalid_number); ..."."""
+    return "; ".join(f"{entry.get('raw', '')} ({entry.get('reason', '')})" for entry in contact.get("dropped", ()))
+
+
+def _phone_used(contact: dict[str, Any], index: int | None, number: str | None) -> str:
+    """The number an attempt dialed: as the ledger recorded it, else the contact's number at ``index``."""
+    if number:
+        return number
+    numbers = contact_numbers(contact)
+    return numbers[min(int(index or 0), len(numbers) - 1)][0] if contact.get("phone_e164") else ""
+
+
+def _number_position(contact: dict[str, Any], number: str) -> int | None:
+    """1 for the contact's first number, 2 for its second...; None for a number it does not have."""
+    positions = [e164 for e164, _ in contact_numbers(contact)]
+    return positions.index(number) + 1 if number in positions else None
 
 
 def _source_columns(spec: ReportSpec, contacts: list[dict[str, Any]]) -> Columns:
@@ -119,14 +146,21 @@ def _contact_columns(spec: ReportSpec, contacts: list[dict[str, Any]], statuses:
                      results: list[dict[str, Any]]) -> Columns:
     """One batch of the per-contact report, column by column."""
     captured = list(spec.record.config.capture_fields)
+    used = [_phone_used(contact, st.get("number_index"), st.get("last_number")) if st.get("dials") else ""
+            for contact, st in zip(contacts, statuses, strict=True)]
     columns: Columns = {
         "contact_id": [contact["id"] for contact in contacts],
         **_source_columns(spec, contacts),
         "phone_e164": [contact["phone_e164"] for contact in contacts],
         "extension": [contact.get("extension", "") for contact in contacts],
+        "phones": [_phones(contact) for contact in contacts],
+        "numbers_dropped": [_dropped(contact) for contact in contacts],
         "number_type": [contact.get("number_type", "") for contact in contacts],
         "time_zones": [" ".join(contact.get("time_zones", ())) for contact in contacts],
         "outcome": [st.get("outcome") or st.get("state") or "pending" for st in statuses],
+        # The position of the number last dialed (the status's own index may already point at the next).
+        "number_index": [_number_position(contact, number) for contact, number in zip(contacts, used, strict=True)],
+        "phone_used": used,
         "attempts": [int(st.get("attempts", 0)) for st in statuses],
         "dials": [int(st.get("dials", 0)) for st in statuses],
         "caller_id": [st.get("last_caller_id") or "" for st in statuses],
@@ -175,13 +209,38 @@ def _arrow_contact_columns(store: Store, snapshot: Snapshot, spec: ReportSpec, b
         members = status.column("result").to_pylist()
         wanted = [member for member in members if member]
         found = dict(zip(wanted, snapshot.result_records(wanted), strict=True))
-        return report_arrow.contact_columns(
+        contacts = [raw_contacts[index] or b"" for index in kept]
+        columns = report_arrow.contact_columns(
             source_columns=spec.source_columns, phone_column=spec.record.phone_column,
-            captured=list(spec.record.config.capture_fields), contacts=[raw_contacts[index] or b"" for index in kept],
+            captured=list(spec.record.config.capture_fields), contacts=contacts,
             status=status, results=[found.get(member) if member else None for member in members],
             full_transcript=spec.full_transcript, transcript_chars=TRANSCRIPT_CELL_CHARS)
     except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError):
         return _contact_columns(spec, *_fetch_contacts(store, snapshot, spec.record.id, batch))
+    several = [row for row, raw in enumerate(contacts) if b'"numbers"' in raw or b'"dropped"' in raw]
+    if several:
+        _several_numbers(columns, several, [contacts[row] for row in several],
+                         [raw_statuses[kept[row]] for row in several])
+    return columns
+
+
+_NUMBER_COLUMNS = ("phones", "numbers_dropped", "number_index", "phone_used")
+
+
+def _several_numbers(columns: Columns, rows: list[int], raw_contacts: list[bytes],
+                     raw_statuses: list[bytes | None]) -> None:
+    """Recompute the number columns of an Arrow batch's contacts with several numbers (or numbers
+    left out at ingest) the way ``_contact_columns`` does; the Arrow kernels assume one number."""
+    values = {name: columns[name].to_pylist() for name in _NUMBER_COLUMNS}
+    for row, raw_contact, raw_status in zip(rows, raw_contacts, raw_statuses, strict=True):
+        contact, st = orjson.loads(raw_contact), orjson.loads(raw_status) if raw_status else {}
+        used = _phone_used(contact, st.get("number_index"), st.get("last_number")) if st.get("dials") else ""
+        values["phones"][row] = _phones(contact)
+        values["numbers_dropped"][row] = _dropped(contact)
+        values["number_index"][row] = _number_position(contact, used)
+        values["phone_used"][row] = used
+    for name in _NUMBER_COLUMNS:
+        columns[name] = pa.array(values[name], columns[name].type)
 
 
 def iter_contact_batches(store: Store, snapshot: Snapshot, spec: ReportSpec,
@@ -217,6 +276,9 @@ def iter_attempt_batches(store: Store, snapshot: Snapshot, spec: ReportSpec) -> 
             **_source_columns(spec, contacts),
             "phone_e164": [contact.get("phone_e164", "") for contact in contacts],
             "attempt": [seq for _, seq, _ in batch],
+            "number_index": [int(a.get("number_index") or 0) + 1 for a in attempts],
+            "phone_used": [_phone_used(contact, a.get("number_index"), a.get("number"))
+                           for contact, a in zip(contacts, attempts, strict=True)],
             "state": [a.get("state", "") for a in attempts],
             "result": [a.get("sip_class") or ("answered" if a.get("answered_at") else "") for a in attempts],
             "counted": [bool(a.get("counted", False)) for a in attempts],
@@ -260,9 +322,8 @@ def _sip_column(spec: ReportSpec) -> str:
 
 
 #: Report columns that are not text (times and the SIP status have their own rules).
-_ARROW_TYPES = {**dict.fromkeys(("contact_id", "attempts", "dials", "attempt", "callbacks_scheduled",
-                                 "callbacks_done"), pa.int64()),
-                "talk_s": pa.float64(), "counted": pa.bool_()}
+_INT_COLUMNS = ("contact_id", "attempts", "dials", "attempt", "number_index", "callbacks_scheduled", "callbacks_done")
+_ARROW_TYPES = {**dict.fromkeys(_INT_COLUMNS, pa.int64()), "talk_s": pa.float64(), "counted": pa.bool_()}
 
 
 def _arrow(spec: ReportSpec, columns: Columns, *, text_times: bool) -> pa.Table:
@@ -283,7 +344,7 @@ def _arrow(spec: ReportSpec, columns: Columns, *, text_times: bool) -> pa.Table:
             arrays[name] = pa.array([None if v is None else int(v) for v in values], type=pa.int32())
         elif name == "transcript" and spec.full_transcript:
             arrays[name] = pa.array([orjson.dumps(v).decode() for v in values], type=pa.string())
-        elif name in ("contact_id", "attempts", "dials", "attempt", "callbacks_scheduled", "callbacks_done"):
+        elif name in _INT_COLUMNS:
             arrays[name] = pa.array(values, type=pa.int64())
         elif name == "talk_s":
             arrays[name] = pa.array(values, type=pa.float64())
@@ -396,7 +457,8 @@ class _XlsxWriter(_Writer):
                               max_rows=XLSX_SHEET_ROWS)
 
     def write(self, columns: Columns) -> None:
-        self.book.append(neutralise(_arrow(self.spec, columns, text_times=True)))
+        # The header is spec.columns(): cells go in that order whatever order the batch built them in.
+        self.book.append(neutralise(_arrow(self.spec, columns, text_times=True)).select(self.spec.columns()))
 
     def close(self) -> None:
         self.book.add_sheet("about", _about(self.spec))

@@ -23,7 +23,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 
 from .config import CampaignConfig
 from .errors import NotFoundError, StateError
-from .models import AttemptState, CampaignState, Outcome
+from .models import NEXT_NUMBER_OUTCOMES, OUTCOME_PREFERENCE, AttemptState, CampaignState, Outcome
 from .webhooks import subscribed
 
 PREFIX = "dialer"
@@ -36,6 +36,9 @@ INGEST_STALE_S = 3_600
 
 #: Heartbeats older than this are forgotten.
 HEARTBEAT_KEEP_S = 86_400
+
+#: ``models.OUTCOME_PREFERENCE`` as finalise.lua reads it.
+_OUTCOME_PREFERENCE = ",".join(OUTCOME_PREFERENCE)
 
 #: Counters kept in the campaign hash for the ingest summary.
 INGEST_COUNTERS = ("rows", "accepted", "rejected", "duplicates", "suppressed")
@@ -320,6 +323,8 @@ class CampaignRecord:
     pause_reason: str = ""
     #: The trunk the campaign was started on ('' before it started); written once, with the start.
     trunk: str = ""
+    #: Every column a contact's numbers were read from, ``phone_column`` first.
+    phone_columns: list[str] = field(default_factory=list)
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -331,6 +336,7 @@ class CampaignRecord:
             "reject_reasons": self.reject_reasons,
             "columns": self.columns,
             "phone_column": self.phone_column,
+            "phone_columns": self.phone_columns or [self.phone_column],
             "source": self.source,
             "pause_reason": self.pause_reason or None,
             "config": self.config.model_dump(mode="json"),
@@ -370,7 +376,8 @@ class Store:
         return uuid.uuid4().hex[:12]
 
     def begin_campaign(
-        self, cid: str, config: CampaignConfig, *, columns: Sequence[str], phone_column: str, source: str
+        self, cid: str, config: CampaignConfig, *, columns: Sequence[str], phone_column: str, source: str,
+        phone_columns: Sequence[str] = (),
     ) -> None:
         """Start storing a campaign; it stays invisible until ``publish_campaign``."""
         now = time.time()
@@ -385,6 +392,7 @@ class Store:
                 "config": config.model_dump_json(),
                 "columns": json.dumps(list(columns)),
                 "phone_column": phone_column,
+                "phone_columns": json.dumps(list(phone_columns or [phone_column])),
                 "source": source,
                 # Read by finalise_events.lua: which endings write webhook events ('' none).
                 "webhook_events": ",".join(sorted(subscribed(config.webhooks))),
@@ -393,17 +401,27 @@ class Store:
         pipe.zadd(Keys.ingesting, {cid: now})
         pipe.execute()
 
-    def store_contacts(self, cid: str, rows: Sequence[tuple[int, str, str]]) -> str:
-        """Store (contact id, e164, contact json) rows; one bucket letter per row (A/D/S)."""
+    def store_contacts(self, cid: str, rows: Sequence[tuple[int, str, str]]) -> list[str]:
+        """Store (contact id, numbers, contact json) rows, ``numbers`` comma separated dial keys.
+
+        One string per row, a letter per number: A kept, D duplicate, S suppressed (DNC). A row
+        is stored when one of its numbers is kept; ``replace_contacts`` then fixes the json of
+        rows that lost some.
+        """
         keys = [Keys.contacts(cid), Keys.numbers(cid), Keys.due(cid), Keys.dnc]
-        letters = []
+        letters: list[str] = []
         for start in range(0, len(rows), WRITE_BATCH):
             args: list[Any] = []
             for row in rows[start : start + WRITE_BATCH]:
                 args.extend(row)
-            letters.append(_text(self._ingest_chunk(keys=keys, args=args)))
+            letters.extend(_text(item) for item in self._ingest_chunk(keys=keys, args=args))
         self.redis.zadd(Keys.ingesting, {cid: time.time()})
-        return "".join(letters)
+        return letters
+
+    def replace_contacts(self, cid: str, contacts: dict[int, str]) -> None:
+        """Rewrite stored contacts' json (an ingest dropping some of a row's numbers)."""
+        if contacts:
+            self.redis.hset(Keys.contacts(cid), mapping={str(k): v for k, v in contacts.items()})
 
     def add_skipped_rows(self, cid: str, entries: Iterable[dict[str, Any]]) -> None:
         """Keep rejected, duplicate and suppressed rows with their reasons."""
@@ -483,6 +501,7 @@ class Store:
             source=raw.get("source", ""),
             pause_reason=raw.get("pause_reason", ""),
             trunk=raw.get("trunk", ""),
+            phone_columns=json.loads(raw.get("phone_columns") or "[]"),
         )
 
     def list_campaigns(self) -> list[CampaignRecord]:
@@ -882,15 +901,21 @@ class Store:
         result: dict[str, Any] | None = None,
         max_callbacks: int = 0,
         trunk: str | None = None,
+        numbers: int = 1,
     ) -> str:
-        """End an attempt exactly once (see ``lua/finalise.lua``)."""
+        """End an attempt exactly once (see ``lua/finalise.lua``).
+
+        ``numbers`` > 1 (a contact with several numbers in a campaign that dials alternates)
+        lets an outcome of ``NEXT_NUMBER_OUTCOMES`` move the contact on to its next number.
+        """
         keys = [Keys.attempts(cid), Keys.status(cid), Keys.due(cid), Keys.progress(cid),
                 Keys.active(cid), self._trunk_active_key(cid, trunk), Keys.leases, Keys.campaign(cid),
                 Keys.running, Keys.results(cid),
                 Keys.webhook_outbox]  # always the last key: finalise_events.lua reads KEYS[#KEYS]
         args: list[Any] = [cid, member, ",".join(s.value for s in expected), now, verdict, outcome.value,
                 "1" if counts else "0", due_at, max_attempts, _json_fields(fields), pause_reason,
-                json.dumps(result, ensure_ascii=False) if result is not None else "", max_callbacks]
+                json.dumps(result, ensure_ascii=False) if result is not None else "", max_callbacks,
+                ",".join(NEXT_NUMBER_OUTCOMES) if numbers > 1 else "", numbers, _OUTCOME_PREFERENCE]
         return _text(self._finalise(keys=keys, args=args))
 
     def _trunk_active_key(self, cid: str, trunk: str | None = None) -> str:

@@ -53,7 +53,7 @@ def _token() -> str:
 
 
 @app.task(name="dialer.tasks.ingest_upload")
-def ingest_upload(path: str, config: dict[str, Any], phone_column: str | None = None,
+def ingest_upload(path: str, config: dict[str, Any], phone_column: str | list[str] | None = None,
                   campaign_id: str | None = None) -> dict[str, Any] | None:
     """Ingest a stored upload into a draft campaign; returns the ingest summary.
 

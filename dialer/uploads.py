@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 from .config import CampaignConfig
 from .errors import IngestError, NotFoundError, UserError
-from .ingest import IngestSummary, ingest_file, prepare
+from .ingest import IngestSummary, PhoneColumns, ingest_file, prepare
 from .store import PREFIX, Store
 
 #: How long the record of an upload's ingest outlives it (a failed one says why for this long).
@@ -84,7 +84,7 @@ def discard(upload: Upload) -> None:
     shutil.rmtree(upload.path.parent, ignore_errors=True)
 
 
-def check(upload: Upload, config: CampaignConfig, phone_column: str | None, max_bytes: int) -> None:
+def check(upload: Upload, config: CampaignConfig, phone_column: PhoneColumns, max_bytes: int) -> None:
     """The checks the ingest runs first, with messages naming the uploaded file, not our copy of it."""
     try:
         prepare(upload.path, config, phone_column=phone_column, max_bytes=max_bytes)
@@ -98,7 +98,7 @@ def mark_ingesting(store: Store, upload: Upload) -> None:
     store.redis.expire(UploadKeys.record(upload.campaign_id), RECORD_TTL_S)
 
 
-def ingest(store: Store, upload: Upload, config: CampaignConfig, phone_column: str | None,
+def ingest(store: Store, upload: Upload, config: CampaignConfig, phone_column: PhoneColumns,
            max_bytes: int) -> IngestSummary | None:
     """Run the ingest of an upload (in the ``ingest`` task); a bad file is recorded, not raised."""
     key = UploadKeys.record(upload.campaign_id)

@@ -8,8 +8,8 @@
 (c) no number is called again after one of its INVITEs was answered (unless the test says a
     new attempt was due by policy);
 (d) no two INVITEs to one number overlap in time;
-(e) the numbers with an answered INVITE are the contacts whose outcome is answered, voicemail
-    or opted_out;
+(e) the numbers with an answered INVITE are the contacts (any of their numbers) whose outcome is
+    answered, voicemail or opted_out (opted_out without a call: the DNC gate stopped the dial);
 (f) at every instant the live calls stay within each campaign's ``max_concurrent_calls`` and the
     trunk's cap, and every window of the calls-per-second limits (1 s for whole rates) holds no
     more INVITEs than the campaign's and the trunk's rates allow;
@@ -27,6 +27,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dialer.models import contact_numbers
 from dialer.store import RateLimit, Store
 
 #: Sandbox outcomes that are a final SIP 5xx from the carrier or a capacity refusal: the only
@@ -35,6 +36,8 @@ RETRYABLE_FAILURES = frozenset({"carrier_error", "server_error", "bad_gateway", 
                                 "capacity", "channel_limit"})
 #: Contact outcomes that mean someone (or a machine) picked up.
 ANSWERED_OUTCOMES = frozenset({"answered", "voicemail", "opted_out"})
+#: The reason the dialer gives an attempt the DNC gate stopped before its INVITE (dialing.py).
+DNC_STOP_REASON = "on the do-not-call list"
 #: Timestamp jitter between the sandbox, the workers and Redis on one host.
 JITTER_S = 0.02
 
@@ -170,11 +173,14 @@ def _answered_invites_match_answered_outcomes(invites: Iterable[Invite], store: 
     answered = {invite.number for invite in invites if invite.answered_at is not None and invite.cid in campaigns}
     problems = []
     for cid in campaigns:
-        for number, outcome in _outcomes(store, cid).items():
+        # A contact with several numbers picked up when any of them was answered.
+        for number, (outcome, numbers, last_reason) in _outcomes(store, cid).items():
             picked_up = outcome in ANSWERED_OUTCOMES
-            if picked_up and number not in answered:
+            # opted_out without a call: the dial-time gate found the number on the DNC list.
+            listed = outcome == "opted_out" and last_reason == DNC_STOP_REASON
+            if picked_up and not listed and not answered & numbers:
                 problems.append(f"(e) {number} has outcome {outcome} but none of its INVITEs was answered")
-            if not picked_up and number in answered:
+            if not picked_up and answered & numbers:
                 problems.append(f"(e) {number} was answered but its outcome is {outcome}")
     return problems
 
@@ -232,9 +238,12 @@ def _every_contact_final(store: Store, campaigns: list[str]) -> list[str]:
     return problems
 
 
-def _outcomes(store: Store, cid: str) -> dict[str, str]:
-    """E.164 -> outcome (or state, when not final) of every contact with a status."""
+def _outcomes(store: Store, cid: str) -> dict[str, tuple[str, set[str], str]]:
+    """First E.164 -> (outcome, or state when not final; every number of the contact; the last
+    attempt's reason) of every contact with a status."""
     statuses = dict(store.iter_statuses(cid))
     ids = sorted(statuses)
-    return {contact["phone_e164"]: statuses[i].get("outcome", statuses[i]["state"])
+    return {contact["phone_e164"]: (statuses[i].get("outcome", statuses[i]["state"]),
+                                    {e164 for e164, _ in contact_numbers(contact)},
+                                    statuses[i].get("last_reason") or "")
             for i, contact in zip(ids, store.contacts(cid, ids), strict=True) if contact}

@@ -147,6 +147,16 @@ def test_no_phone_column_is_422_with_the_cli_message(server: ApiServer, redis_ur
     assert nothing_stored(redis_url, server)
 
 
+def test_phone_column_may_be_sent_more_than_once(server: ApiServer, redis_url: str, key: str) -> None:
+    content = b"First Name,Phone Number,Mobile Phone Number\r\nAda,202-555-0130,202-555-0131\r\n"
+    with server.client(key) as client:
+        response = client.post("/v1/campaigns", files={"file": ("hubspot.csv", content, "text/csv")},
+                               data={"config": "name: Two columns",
+                                     "phone_column": ["Mobile Phone Number", "Work Phone"]})
+    assert "no phone column named 'Work Phone'" in error(response, 422)["message"]
+    assert nothing_stored(redis_url, server)
+
+
 def test_an_unknown_id_is_404(server: ApiServer, key: str) -> None:
     with server.client(key) as client:
         for method, path in [("GET", "/v1/campaigns/nope"), ("GET", "/v1/campaigns/nope/status"),

@@ -104,7 +104,7 @@ def test_dnc_add_check_remove_and_import(redis_url: str, tmp_path: Path) -> None
 
 
 def test_dnc_suppresses_at_ingest(redis_url: str) -> None:
-    run_cli(redis_url, "dnc", "add", "202-555-0101")
+    run_cli(redis_url, "dnc", "add", "202-555-0102")
     assert create(redis_url)["suppressed"] == 1
 
 
@@ -119,3 +119,21 @@ def test_rejects_file_neutralises_spreadsheet_formulas(redis_url: str, tmp_path:
     run_cli(redis_url, "campaign", "rejects", created["campaign_id"], "-o", str(out))
     [row] = list(csv.DictReader(out.open()))
     assert (row["phone"], row["name"]) == ("'=cmd|calc", "'=HYPERLINK(\"x\")")
+
+
+def test_phone_column_given_twice_reads_both_columns_first_one_first(redis_url: str, tmp_path: Path) -> None:
+    contacts = tmp_path / "hubspot.csv"
+    contacts.write_text("Record ID,First Name,Phone Number,Mobile Phone Number,Fax\r\n"
+                        "1,Ada,202-555-0130,202-555-0131,202-555-0132\r\n"
+                        "2,Alan,,202-555-0133,\r\n")
+    config = tmp_path / "c.yaml"
+    config.write_text("name: Two columns\n")
+    created = json.loads(run_cli(redis_url, "campaign", "create", str(contacts), "--config", str(config), "--json",
+                                 "--phone-column", "mobile phone number", "--phone-column", "Phone Number").stdout)
+    assert created["phone_columns"] == ["Mobile Phone Number", "Phone Number"]
+    assert created["accepted"] == 2
+    contact = Store.from_url(redis_url).get_contact_json(created["campaign_id"], 2)
+    assert contact is not None
+    assert [number["e164"] for number in contact["numbers"]] == ["+12025550131", "+12025550130"]
+    shown = run_cli(redis_url, "campaign", "show", created["campaign_id"])
+    assert "Mobile Phone Number, Phone Number" in " ".join(shown.stdout.split())

@@ -57,8 +57,20 @@ def test_contacts_keep_their_row_number_number_zone_and_variables(store: Store) 
     assert contact["phone_raw"] == "(202) 555-0100"
     assert contact["time_zones"] == ["America/New_York"]
     assert contact["variables"] == {
-        "first_name": "Ada", "last_name": "Lovelace", "appointment": "2026-12-01 09:30", "clinic": "Downtown",
+        "mobile": "", "first_name": "Ada", "last_name": "Lovelace", "appointment": "2026-12-01 09:30",
+        "clinic": "Downtown",
     }
+    assert "numbers" not in contact  # one number: stored as before
+
+
+def test_example_contacts_with_a_mobile_list_both_numbers_phone_first(store: Store) -> None:
+    summary = ingest(store, EXAMPLE)
+    assert summary.phone_columns == ["phone", "mobile"]
+    alan = store.get_contact_json(summary.campaign_id, 3)
+    assert alan is not None
+    assert (alan["phone_e164"], alan["extension"]) == ("+12025550101", "204")
+    assert [(n["e164"], n.get("extension", "")) for n in alan["numbers"]] == [
+        ("+12025550101", "204"), ("+12025550120", "")]
     london_id = store.contact_id_for(summary.campaign_id, "+442079460002")
     london = store.get_contact_json(summary.campaign_id, london_id or 0)
     assert london is not None and london["time_zones"] == ["Europe/London"]
@@ -75,11 +87,19 @@ def test_skipped_rows_are_kept_with_row_number_and_reason(store: Store) -> None:
 
 
 def test_dnc_numbers_are_suppressed(store: Store) -> None:
-    store.dnc_add(["+12025550101"])
+    store.dnc_add(["+12025550102"])
     summary = ingest(store, EXAMPLE)
     assert summary.suppressed == 1
     assert summary.accepted == 17
-    assert store.contact_id_for(summary.campaign_id, "+12025550101") is None
+    assert store.contact_id_for(summary.campaign_id, "+12025550102") is None
+
+
+def test_a_listed_number_of_a_contact_with_two_drops_only_that_number(store: Store) -> None:
+    store.dnc_add(["+12025550101"])  # Alan's phone (x204); his mobile is not listed
+    summary = ingest(store, EXAMPLE)
+    assert (summary.suppressed, summary.accepted, summary.numbers_dropped["dnc"]) == (0, 18, 1)
+    contact = store.get_contact_json(summary.campaign_id, 3)
+    assert contact is not None and (contact["phone_e164"], contact.get("extension")) == ("+12025550120", None)
 
 
 @pytest.mark.parametrize("delimiter", [",", ";", "\t"])

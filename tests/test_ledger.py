@@ -209,3 +209,55 @@ def test_the_reconciler_removes_an_ingest_that_died_part_way(store: Store) -> No
     assert reconcile(store, None, Settings(), token="t") == 0  # type: ignore[arg-type]
     assert store.redis.keys("dialer:campaign:deadbeef0001*") == []
     assert store.redis.exists(Keys.campaign("alive0000001"))
+
+
+def next_attempt(store: Store, cid: str, contact: int) -> str:
+    """Make ``contact`` due now and queue and claim its next attempt."""
+    store.redis.zadd(f"dialer:campaign:{cid}:due", {str(contact): NOW}, xx=True)
+    [member] = queue(store, cid, [contact])
+    claim(store, cid, member)
+    return member
+
+
+def test_a_number_that_ends_for_good_moves_the_contact_to_its_next_one_due_at_once(
+    store: Store, tmp_path: Path
+) -> None:
+    cid = make_campaign(store, tmp_path, max_attempts=2)
+    member = next_attempt(store, cid, 2)
+    assert finalise(store, cid, member, outcome=Outcome.INVALID_NUMBER, numbers=2, max_attempts=2) == "pending"
+    assert 2 in store.due_contacts(cid, NOW, 10)  # due at once, through the due set
+    status = store.contact_status(cid, 2) or {}
+    assert (status["number_index"], status["number_outcomes"]) == (1, ["invalid_number"])
+    # A fresh count on the second number: two busy attempts there before the contact is final.
+    member = next_attempt(store, cid, 2)
+    assert finalise(store, cid, member, verdict="retry", outcome=Outcome.BUSY, due_at=NOW, numbers=2,
+                    max_attempts=2) == "pending"
+    member = next_attempt(store, cid, 2)
+    assert finalise(store, cid, member, verdict="retry", outcome=Outcome.BUSY, due_at=NOW, numbers=2,
+                    max_attempts=2) == "final:busy"  # the best of invalid_number and busy
+    assert (store.contact_status(cid, 2) or {})["attempts"] == 3
+
+
+def test_the_last_number_ending_worse_keeps_the_best_outcome_across_numbers(store: Store, tmp_path: Path) -> None:
+    cid = make_campaign(store, tmp_path)
+    member = next_attempt(store, cid, 2)
+    assert finalise(store, cid, member, outcome=Outcome.DECLINED, numbers=2) == "pending"
+    member = next_attempt(store, cid, 2)
+    assert finalise(store, cid, member, outcome=Outcome.INVALID_NUMBER, numbers=2) == "final:declined"
+    assert store.progress(cid)["outcome:declined"] == 1
+
+
+def test_an_answer_or_a_single_number_never_moves_on(store: Store, tmp_path: Path) -> None:
+    cid = make_campaign(store, tmp_path)
+    member = next_attempt(store, cid, 2)
+    assert finalise(store, cid, member, outcome=Outcome.VOICEMAIL, numbers=2) == "final:voicemail"
+    member = next_attempt(store, cid, 3)
+    assert finalise(store, cid, member, outcome=Outcome.INVALID_NUMBER) == "final:invalid_number"
+
+
+def test_a_cancelled_campaign_does_not_move_to_the_next_number(store: Store, tmp_path: Path) -> None:
+    cid = make_campaign(store, tmp_path, count=1)
+    member = next_attempt(store, cid, 2)
+    store.set_state(cid, [CampaignState.RUNNING], CampaignState.CANCELLED)
+    assert finalise(store, cid, member, outcome=Outcome.INVALID_NUMBER, numbers=2) == "final:invalid_number"
+    assert store.due_count(cid) == 0

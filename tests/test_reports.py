@@ -78,8 +78,8 @@ def test_one_row_per_accepted_contact_matching_the_store(finished: tuple[str, st
     assert answered.answered_at.endswith("+00:00") and "T" in answered.answered_at
     assert float(answered.talk_s) > 0
     assert answered.transcript.startswith("agent:")
-    source_columns = ["contact_id", "phone", "first_name", "last_name", "appointment", "clinic", "note"]
-    assert list(frame.columns[:7]) == source_columns
+    source_columns = ["contact_id", "phone", "mobile", "first_name", "last_name", "appointment", "clinic", "note"]
+    assert list(frame.columns[:8]) == source_columns
     assert "captured_best_time" in frame.columns
 
 

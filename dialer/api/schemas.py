@@ -116,6 +116,9 @@ class ContactDetail(BaseModel):
     campaign_id: str
     contact_id: int
     phone_e164: str
+    #: Every number of the contact in dialing order ("+12025550101x204" with an extension); each
+    #: attempt's ``number`` and ``number_index`` say which one it dialed.
+    phones: list[str] = Field(default_factory=list)
     variables: dict[str, str]
     time_zones: list[str]
     outcome: str

@@ -8,7 +8,12 @@
 --       7 counts ('1' uses up an attempt), 8 due time for retry/requeue, 9 max attempts,
 --       10 json object of fields to merge into the attempt, 11 pause reason,
 --       12 the call's result json, stored verbatim under the attempt ('' for none),
---       13 max callbacks per contact
+--       13 max callbacks per contact,
+--       14 alternate numbers: the outcomes (comma separated) that end the contact's current
+--          number and move it to its next one, due at once with a fresh attempt count ('' = off),
+--       15 how many numbers the contact has,
+--       16 the outcomes best first (comma separated): a contact that tried several numbers
+--          ends with the best outcome across them
 -- Returns the contact's resulting state: 'final:<outcome>', 'pending', or the attempt's
 -- state when it was not in an expected one (nothing changed).
 local raw = redis.call('HGET', KEYS[1], ARGV[2])
@@ -50,7 +55,7 @@ status.first_attempt_at = status.first_attempt_at or started
 status.last_attempt_at = started
 status.dials = (status.dials or 0) + 1
 if attempt.callback_skipped then status.callback_skipped = attempt.callback_skipped end
-for _, k in ipairs({'sip_code', 'sip_status', 'reason', 'disposition', 'caller_id'}) do
+for _, k in ipairs({'sip_code', 'sip_status', 'reason', 'disposition', 'caller_id', 'number'}) do
   status['last_' .. k] = attempt[k]
 end
 if attempt.answered_at then
@@ -81,12 +86,30 @@ end
 if verdict ~= 'final' then
   if campaign_state == 'cancelled' then
     verdict, outcome = 'final', 'cancelled'
-  elseif verdict == 'retry' and status.attempts >= tonumber(ARGV[9]) then
+  elseif verdict == 'retry' and status.attempts - (status.number_attempts_from or 0) >= tonumber(ARGV[9]) then
     verdict = 'final'
   end
 end
+local due_at = tonumber(ARGV[8])
+if verdict == 'final' and campaign_state ~= 'cancelled' and (ARGV[14] or '') ~= ''
+    and (status.number_index or 0) + 1 < tonumber(ARGV[15])
+    and string.find(',' .. ARGV[14] .. ',', ',' .. outcome .. ',', 1, true) then
+  local tried = status.number_outcomes or {}
+  tried[#tried + 1] = outcome
+  status.number_outcomes = tried
+  status.number_index = (status.number_index or 0) + 1
+  status.number_attempts_from = status.attempts
+  verdict, due_at = 'retry', now
+end
 
 if verdict == 'final' then
+  if status.number_outcomes and outcome ~= 'cancelled' and (ARGV[16] or '') ~= '' then
+    local rank, n = {}, 0
+    for name in string.gmatch(ARGV[16], '[^,]+') do n = n + 1; rank[name] = n end
+    for _, earlier in ipairs(status.number_outcomes) do
+      if (rank[earlier] or n + 1) < (rank[outcome] or n + 1) then outcome = earlier end
+    end
+  end
   status.state = 'final'
   status.outcome = outcome
   status.final_at = now
@@ -103,5 +126,5 @@ if verdict == 'final' then
 end
 status.state = 'pending'
 redis.call('HSET', KEYS[2], contact, cjson.encode(status))
-redis.call('ZADD', KEYS[3], tonumber(ARGV[8]), contact)
+redis.call('ZADD', KEYS[3], due_at, contact)
 return 'pending'

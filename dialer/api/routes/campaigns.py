@@ -56,7 +56,9 @@ UPLOAD_BODY = {
         "properties": {
             "file": {"type": "string", "format": "binary", "description": "The contacts CSV."},
             "config": {"type": "string", "description": "The campaign config, YAML or JSON text."},
-            "phone_column": {"type": "string", "description": "The column holding phone numbers."},
+            "phone_column": {"type": "array", "items": {"type": "string"},
+                             "description": "A column holding phone numbers; repeat the field for several, "
+                                            "the one to dial first first."},
             "region": {"type": "string", "description": "Default region for national numbers, e.g. US."},
         },
     }}},
@@ -89,7 +91,7 @@ async def create_campaign(request: Request, who: Writer, settings: SettingsDep, 
         raise IngestError("send multipart/form-data with a `file` (the CSV) and a `config` field")
     async with request.form(max_files=1, max_fields=10, max_part_size=MAX_FIELD_BYTES) as form:
         file, config_text = form.get("file"), form.get("config")
-        phone_column, region = form.get("phone_column"), form.get("region")
+        phone_columns, region = form.getlist("phone_column"), form.get("region")
         if file is None or isinstance(file, str):
             raise IngestError("the form has no `file` field with the contacts CSV")
         if not isinstance(config_text, str):
@@ -97,7 +99,7 @@ async def create_campaign(request: Request, who: Writer, settings: SettingsDep, 
         config = parse_config_text(config_text, region if isinstance(region, str) and region else None)
         await run_in_threadpool(check_endpoints, parse_config(config).webhooks, settings.dialer_webhook_allow_private,
                                 settings.env_secret)
-        phone = phone_column if isinstance(phone_column, str) and phone_column else None
+        phone = [name for name in phone_columns if isinstance(name, str) and name] or None
         upload = await run_in_threadpool(
             uploads.save, uploads.read_chunks(file.file), settings.dialer_upload_dir, file.filename, limit)
     try:
