@@ -41,6 +41,7 @@ def run_checks(settings: Settings, gateway_factory: Callable[[Settings], LiveKit
     if checks[0].verdict is not Verdict.FAIL:
         store = Store.from_url(settings.redis_url, socket_timeout=5)
         checks += _liveness(store, settings.dialer_heartbeat_stale_s)
+        checks.append(_webhooks(store, settings))
         store.redis.close()
     checks += _livekit(settings, gateway_factory or LiveKitGateway.from_settings)
     return checks
@@ -81,6 +82,27 @@ def _liveness(store: Store, stale_after_s: float) -> list[Check]:
         else:
             checks.append(Check(name, Verdict.FAIL, problem.split(": ", 1)[0], liveness.REMEDIES[role]))
     return checks
+
+
+#: Deliveries this far past their due time mean nothing is sending them (the dispatcher claims due
+#: ones every second), or receivers so slow that DIALER_WEBHOOK_MAX_IN_FLIGHT is always full.
+WEBHOOK_OVERDUE_S = 300.0
+
+
+def _webhooks(store: Store, settings: Settings) -> Check:
+    backlog = store.webhook_backlog()
+    if backlog.oldest_event_s is not None and backlog.oldest_event_s > settings.dialer_heartbeat_stale_s:
+        return Check("webhooks", Verdict.FAIL,
+                     f"{backlog.events} webhook events wait to be sent, the oldest for {backlog.oldest_event_s:.0f} s",
+                     "run beat, and a worker that consumes the `webhooks` queue (a plain `celery -A dialer worker`)")
+    if backlog.oldest_overdue_s is not None and backlog.oldest_overdue_s > WEBHOOK_OVERDUE_S:
+        return Check("webhooks", Verdict.WARN,
+                     f"{backlog.overdue} webhook deliveries overdue, the oldest by {backlog.oldest_overdue_s:.0f} s",
+                     "check that a worker consumes the `webhooks` queue; for slow receivers raise "
+                     "DIALER_WEBHOOK_MAX_IN_FLIGHT or lower DIALER_WEBHOOK_TIMEOUT_S")
+    if backlog.events or backlog.overdue:
+        return Check("webhooks", Verdict.OK, f"{backlog.events} events and {backlog.overdue} deliveries on their way")
+    return Check("webhooks", Verdict.OK, "nothing waiting to be sent")
 
 
 def _livekit(settings: Settings, gateway_factory: Callable[[Settings], LiveKitGateway]) -> list[Check]:

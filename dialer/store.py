@@ -349,6 +349,20 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+@dataclass(frozen=True)
+class WebhookBacklog:
+    """How far webhook work lags (``Store.webhook_backlog``)."""
+
+    #: Events written by the dial path and not yet turned into deliveries.
+    events: int
+    #: Seconds since the oldest of them was written; None when there is none.
+    oldest_event_s: float | None
+    #: Deliveries past their due time.
+    overdue: int
+    #: Seconds the oldest of them is past due; None when there is none.
+    oldest_overdue_s: float | None
+
+
 class Store:
     """Campaign state in Redis. Pass it a client; it never creates one deep inside."""
 
@@ -1014,3 +1028,22 @@ class Store:
 
     def webhooks_in_flight(self) -> int:
         return int(self.redis.zcard(Keys.webhook_in_flight))
+
+    def webhook_backlog(self) -> WebhookBacklog:
+        """How far webhook work lags: events not fanned out yet and deliveries past their due time,
+        with the age in seconds of the oldest of each (None when there is none)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.llen(Keys.webhook_outbox)
+        pipe.lindex(Keys.webhook_outbox, 0)
+        pipe.zrange(Keys.webhook_due, 0, 0, withscores=True)
+        pipe.time()
+        events, head, oldest_due, (seconds, micros) = pipe.execute()
+        now = float(seconds) + micros / 1e6
+        event_at = json.loads(head).get("at") if head else None
+        due_at = float(oldest_due[0][1]) if oldest_due else None
+        return WebhookBacklog(
+            events=int(events),
+            oldest_event_s=max(0.0, now - float(event_at)) if event_at is not None else None,
+            overdue=int(self.redis.zcount(Keys.webhook_due, "-inf", now)) if due_at is not None else 0,
+            oldest_overdue_s=max(0.0, now - due_at) if due_at is not None and due_at <= now else None,
+        )

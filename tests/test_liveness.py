@@ -8,9 +8,10 @@ from pathlib import Path
 from conftest import run_cli, wait_for
 from pipeline import TRUNK, create_campaign, sandbox, workers
 
-from dialer import control
+from dialer import control, doctor
 from dialer.models import CampaignState
-from dialer.store import Store
+from dialer.settings import Settings
+from dialer.store import Keys, Store
 
 
 def running(store: Store, tmp_path: Path) -> str:
@@ -77,3 +78,32 @@ def test_doctor_explains_an_unreachable_redis_without_a_traceback() -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
     assert "cannot reach" in result.stdout
+
+
+def _settings(redis_url: str) -> Settings:
+    return Settings(redis_url=redis_url, livekit_url="http://127.0.0.1:1", livekit_api_key="k",
+                    livekit_api_secret="s", dialer_heartbeat_stale_s=30)
+
+
+def test_doctor_fails_webhook_events_that_nothing_sends(redis_url: str, store: Store) -> None:
+    now = store.server_time()
+    store.redis.rpush(Keys.webhook_outbox, json.dumps({"type": "call.completed", "campaign_id": "c1", "at": now - 90}))
+    check = doctor._webhooks(store, _settings(redis_url))
+    assert check.verdict is doctor.Verdict.FAIL
+    assert check.detail == "1 webhook events wait to be sent, the oldest for 90 s"
+    assert "`webhooks` queue" in check.fix
+
+
+def test_doctor_warns_of_deliveries_long_past_due_and_not_of_fresh_ones(redis_url: str, store: Store) -> None:
+    now = store.server_time()
+    store.redis.zadd(Keys.webhook_due, {"c1|d1": now - 5})
+    assert doctor._webhooks(store, _settings(redis_url)).verdict is doctor.Verdict.OK
+    store.redis.zadd(Keys.webhook_due, {"c1|d0": now - doctor.WEBHOOK_OVERDUE_S - 60, "c1|d9": now + 60})
+    check = doctor._webhooks(store, _settings(redis_url))
+    assert check.verdict is doctor.Verdict.WARN
+    assert check.detail.startswith("2 webhook deliveries overdue, the oldest by 36")
+
+
+def test_doctor_is_content_with_no_webhook_work(redis_url: str, store: Store) -> None:
+    check = doctor._webhooks(store, _settings(redis_url))
+    assert (check.verdict, check.detail) == (doctor.Verdict.OK, "nothing waiting to be sent")
