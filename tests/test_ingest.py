@@ -6,10 +6,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dialer import csvfile
+from dialer import store as store_module
 from dialer.config import CampaignConfig, parse_config
 from dialer.errors import ConfigError, IngestError
 from dialer.ingest import ingest_file
@@ -235,6 +237,82 @@ def test_chunks_are_read_in_bounded_pieces(store: Store, tmp_path: Path, monkeyp
     summary = ingest(store, path, progress=sizes.append)
     assert max(sizes) == 7
     assert summary.counts() == {"rows": 51, "accepted": 50, "rejected": 0, "duplicates": 1, "suppressed": 0}
+
+
+def _two_column_file(tmp_path: Path) -> Path:
+    """30 rows: unique phones, an invalid one every 7th row, every 5th a mobile that is an earlier row's phone."""
+    lines = ["phone,mobile"]
+    for i in range(30):
+        phone = "n/a" if i % 7 == 6 else f"202-555-{100 + i:04d}"
+        mobile = f"202-555-{100 + i - 3:04d}" if i % 5 == 4 else ""
+        lines.append(f"{phone},{mobile}")
+    return write(tmp_path, "\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(("method", "failing_call"), [
+    ("store_contacts", 4), ("replace_contacts", 2), ("add_skipped_rows", 2)])
+def test_a_redis_error_in_the_background_write_stops_the_ingest_as_before(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, failing_call: int
+) -> None:
+    """The writes run on a writer thread; a failing one raises its own error to the caller, the writes
+    behind it are not run, and the campaign is discarded as when the writes ran inline."""
+    monkeypatch.setattr(csvfile, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(store_module, "WRITE_BATCH", 2)
+    path = _two_column_file(tmp_path)
+    real = getattr(store, method)
+    calls: list[int] = []
+    error = redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    def flaky(*args: object) -> object:
+        calls.append(1)
+        if len(calls) == failing_call:
+            raise error
+        return real(*args)
+
+    monkeypatch.setattr(store, method, flaky)
+    reported: list[int] = []
+    with pytest.raises(redis.exceptions.ConnectionError) as raised:
+        ingest(store, path, progress=reported.append)
+    assert raised.value is error
+    assert len(calls) == failing_call  # nothing written after the failure
+    assert sum(reported) < 30
+    assert campaign_keys(store) == []
+    assert store.redis.zcard(Keys.ingesting) == 0
+
+
+def test_duplicates_across_chunk_and_write_boundaries_follow_file_order(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(csvfile, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(store_module, "WRITE_BATCH", 2)
+    reference = ingest(store, _two_column_file(tmp_path))  # written a batch of 2 rows at a time
+    monkeypatch.setattr(csvfile, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(store_module, "WRITE_BATCH", 1)
+    lines = ["phone"] + [f"202-555-{100 + i:04d}" for i in range(8)] + [
+        "202-555-0101",  # row 10: row 3's, two chunks before
+        "202-555-0108",  # row 11: new
+        "202-555-0108",  # row 12: row 11's, in the same chunk
+        "202-555-0107",  # row 13: row 9's, the chunk before
+    ]
+    summary = ingest(store, write(tmp_path, "\n".join(lines) + "\n", name="dups.csv"))
+    assert summary.counts() == {"rows": 12, "accepted": 9, "rejected": 0, "duplicates": 3, "suppressed": 0}
+    skipped = list(store.iter_skipped_rows(summary.campaign_id))
+    assert [(entry["row"], entry["bucket"]) for entry in skipped] == [
+        (10, "duplicate"), (12, "duplicate"), (13, "duplicate")]
+    assert store.contact_id_for(summary.campaign_id, "+12025550101") == 3
+    assert store.contact_id_for(summary.campaign_id, "+12025550107") == 9
+    assert store.contact_id_for(summary.campaign_id, "+12025550108") == 11
+    assert store.contact_ids(summary.campaign_id) == [*range(2, 10), 11]
+
+    # Two numbers a contact: a mobile that is an earlier row's phone is dropped from its contact.
+    assert reference.counts() == {"rows": 30, "accepted": 26, "rejected": 4, "duplicates": 0, "suppressed": 0}
+    assert reference.numbers_dropped == Counter({"duplicate": 5})  # row 11's mobile was row 8's "n/a"
+    row_6 = store.get_contact_json(reference.campaign_id, 6)  # mobile 202-555-0101 is row 3's phone
+    assert row_6 is not None and row_6["phone_e164"] == "+12025550104" and "numbers" not in row_6
+    assert row_6["dropped"] == [{"raw": "202-555-0101", "reason": "duplicate",
+                                 "detail": "+12025550101 appears earlier in the file"}]
+    skipped = list(store.iter_skipped_rows(reference.campaign_id))
+    assert [entry["row"] for entry in skipped] == [8, 15, 22, 29]
 
 
 HOSTILE = st.one_of(
