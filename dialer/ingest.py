@@ -22,7 +22,7 @@ from . import store as store_module
 from .config import CampaignConfig
 from .errors import ConfigError, IngestError
 from .models import Contact, ContactNumber
-from .phones import PhoneNormalizer, PhoneRejected, RejectReason, split_extension
+from .phones import PhoneInfo, PhoneNormalizer, PhoneRejected, RejectReason, split_extension
 from .store import Store
 from .window import can_call_together, zone
 
@@ -254,6 +254,8 @@ class _RowNumbers:
         Every number of a contact is called in one calling window: a number whose zones
         cannot share one with the numbers before it is dropped (no_common_window).
         """
+        if len(cells) == 1:
+            return self._read_one(cells[0], tz_value)
         numbers: list[ContactNumber] = []
         dropped: list[dict[str, str]] = []
         contact_zones: tuple[str, ...] = ()
@@ -275,15 +277,31 @@ class _RowNumbers:
             resolved = self._zones.resolve(info.time_zones, tz_value)
             merged = resolved if not numbers or resolved is None else tuple(dict.fromkeys(contact_zones + resolved))
             if merged is None or (numbers and merged != contact_zones and not self._zones.can_call(merged)):
-                dropped.append({"raw": raw, "reason": REASON_NO_COMMON_WINDOW, "detail": (
-                    f"{info.e164} maps to {len(info.time_zones) or 'no'} time zones that the calling window "
-                    "never covers together" + (" with the numbers before it" if numbers else "")
-                    + "; add a timezone column or set default_timezone")})
+                dropped.append(_no_common_window(raw, info, bool(numbers)))
                 continue
             seen.add(entry.dial_key)
             numbers.append(entry)
             contact_zones = merged
         return numbers, contact_zones, dropped
+
+    def _read_one(self, raw: str, tz_value: str) -> tuple[list[ContactNumber], tuple[str, ...], list[Dropped]]:
+        """``read`` of a row with one phone cell (most rows): the same answers, without the merging."""
+        number, extension = split_extension(raw)
+        try:
+            info = self._normalizer.normalize(number)
+        except PhoneRejected as exc:
+            return [], (), [{"raw": raw, "reason": exc.reason.value, "detail": exc.detail}]
+        resolved = self._zones.resolve(info.time_zones, tz_value)
+        if resolved is None:
+            return [], (), [_no_common_window(raw, info, False)]
+        return [ContactNumber(info.e164, extension, info.number_type, raw)], resolved, []
+
+
+def _no_common_window(raw: str, info: PhoneInfo, after_others: bool) -> Dropped:
+    return {"raw": raw, "reason": REASON_NO_COMMON_WINDOW, "detail": (
+        f"{info.e164} maps to {len(info.time_zones) or 'no'} time zones that the calling window "
+        "never covers together" + (" with the numbers before it" if after_others else "")
+        + "; add a timezone column or set default_timezone")}
 
 
 def _cells(values: dict[str, str], phone_cols: list[str]) -> list[str]:
@@ -429,6 +447,9 @@ def _read_rows(
         rewritten: dict[int, str] = {}
         for (contact_id, _, _), kept in zip(candidates, letters, strict=True):
             values, contact = by_id[contact_id]
+            if not kept.strip("A") and not contact.dropped:  # every number kept: most rows
+                summary.accepted += 1
+                continue
             numbers = list(contact.all_numbers)
             if "A" in kept:
                 summary.accepted += 1
