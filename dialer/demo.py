@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from . import auth, control, reports
 from .config import load_config
 from .ingest import ingest_file
 from .services import (
+    answers,
     free_port,
     local_redis,
     project_file,
@@ -112,20 +112,12 @@ def _start_api(stack: contextlib.ExitStack, env: dict[str, str], logs: Path, sto
     url = f"http://127.0.0.1:{port}"
     stack.enter_context(_process(
         [sys.executable, "-m", "dialer", "api", "serve", "--port", str(port)], env, logs / "api.log"))
-    wait_until(lambda: _serving(url), 30, "the HTTP API")
+    wait_until(lambda: answers(f"{url}/healthz"), 30, "the HTTP API")
     key, secret = auth.create_key(store, "make demo")
     stack.callback(auth.revoke_key, store, key.id)
     console.print(f"started the dashboard at {url}/ (API docs at {url}/docs); "
                   f"sign in with this one-time key, valid while the demo runs:\n  {secret}")
     return url
-
-
-def _serving(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def _watch(console: Console, store: Store, cid: str) -> dict[str, Any]:

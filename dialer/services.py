@@ -75,13 +75,18 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 10) -> Non
         process.wait()
 
 
-def sandbox_ready(url: str) -> bool:
-    """True when a sandbox answers its health check at ``url``."""
+def answers(url: str) -> bool:
+    """True when a GET of ``url`` (a health check) answers 200 within a second."""
     try:
-        with urllib.request.urlopen(f"{url}/sandbox/health", timeout=1) as response:
+        with urllib.request.urlopen(url, timeout=1) as response:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def sandbox_ready(url: str) -> bool:
+    """True when a sandbox answers its health check at ``url``."""
+    return answers(f"{url}/sandbox/health")
 
 
 def project_file(*parts: str) -> Path:

@@ -818,10 +818,11 @@ class Store:
 
     def observe(self, name: str, value: float, buckets: Sequence[float]) -> None:
         """Add ``value`` to the histogram ``name``, kept in Redis so every worker adds to one."""
+        *counted, sum_field, _ = Observation(name, value, tuple(buckets)).fields()
         pipe = self.redis.pipeline(transaction=False)
-        for field_name in Observation(name, value, tuple(buckets)).fields()[:-2]:
+        for field_name in counted:
             pipe.hincrby(Keys.metrics, field_name, 1)
-        pipe.hincrbyfloat(Keys.metrics, f"{name}:sum", value)
+        pipe.hincrbyfloat(Keys.metrics, sum_field, value)
         pipe.execute()
 
     def histogram(self, name: str) -> tuple[dict[str, float], float]:
