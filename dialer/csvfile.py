@@ -85,7 +85,7 @@ def find_phone_columns(columns: list[str], wanted: Sequence[str] = ()) -> list[s
     of ``PHONE_COLUMN_NAMES`` first, then the other phone headers in file order; a bare
     ``number`` column counts only when there is no other.
     """
-    keys = {header_key(name): name for name in reversed(columns)}
+    keys = _header_keys(columns)
     if wanted:
         found = [keys[header_key(name)] for name in wanted if header_key(name) in keys]
         return list(dict.fromkeys(found))
@@ -191,15 +191,15 @@ def inspect(path: Path, max_bytes: int) -> CsvFormat:
     return CsvFormat(encoding=encoding, delimiter=delimiter, columns=unique)
 
 
-def find_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...]) -> str | None:
-    """The column named ``wanted`` (spelling-insensitive), else the first known candidate."""
-    keys = {header_key(name): name for name in reversed(columns)}
-    if wanted is not None:
-        return keys.get(header_key(wanted))
-    for candidate in candidates:
-        if candidate in keys:
-            return keys[candidate]
-    return None
+def find_column(columns: list[str], candidates: tuple[str, ...]) -> str | None:
+    """The first of ``candidates`` (header keys) the header has, spelled as the file spells it."""
+    keys = _header_keys(columns)
+    return next((keys[candidate] for candidate in candidates if candidate in keys), None)
+
+
+def _header_keys(columns: list[str]) -> dict[str, str]:
+    """Each header key, to the first column that spells it."""
+    return {header_key(name): name for name in reversed(columns)}
 
 
 def read_chunks(path: Path, fmt: CsvFormat, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:

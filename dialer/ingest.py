@@ -194,7 +194,7 @@ def prepare(path: Path, config: CampaignConfig, *, phone_column: PhoneColumns, m
             "Rename the column or pass --phone-column."
         )
     check_templates(config, fmt.columns)
-    return Prepared(fmt, phone_cols, csvfile.find_column(fmt.columns, None, csvfile.TIMEZONE_COLUMN_NAMES))
+    return Prepared(fmt, phone_cols, csvfile.find_column(fmt.columns, csvfile.TIMEZONE_COLUMN_NAMES))
 
 
 def ingest_file(
