@@ -260,15 +260,14 @@ class _RowNumbers:
         dropped: list[dict[str, str]] = []
         contact_zones: tuple[str, ...] = ()
         seen: set[str] = set()
-        several = len(cells) > 1
-        for raw in cells:
-            if several and not raw.strip():
+        for raw in cells:  # several cells from here on (one goes to _read_one)
+            if not raw.strip():
                 continue  # an empty secondary column is no number, not a bad one
             number, extension = split_extension(raw)
             try:
                 info = self._normalizer.normalize(number)
             except PhoneRejected as exc:
-                if not (several and exc.reason is RejectReason.MISSING):  # "n/a" in a spare column
+                if exc.reason is not RejectReason.MISSING:  # "n/a" in a spare column
                     dropped.append({"raw": raw, "reason": exc.reason.value, "detail": exc.detail})
                 continue
             entry = ContactNumber(info.e164, extension, info.number_type, raw)
