@@ -125,6 +125,11 @@ def _phone_used(contact: dict[str, Any], index: int | None, number: str | None) 
     return numbers[min(int(index or 0), len(numbers) - 1)][0] if contact.get("phone_e164") else ""
 
 
+def _last_used(contact: dict[str, Any], status: dict[str, Any]) -> str:
+    """The number a contact's last attempt dialed ("" before its first)."""
+    return _phone_used(contact, status.get("number_index"), status.get("last_number")) if status.get("dials") else ""
+
+
 def _number_position(contact: dict[str, Any], number: str) -> int | None:
     """1 for the contact's first number, 2 for its second...; None for a number it does not have."""
     positions = [e164 for e164, _ in contact_numbers(contact)]
@@ -146,8 +151,7 @@ def _contact_columns(spec: ReportSpec, contacts: list[dict[str, Any]], statuses:
                      results: list[dict[str, Any]]) -> Columns:
     """One batch of the per-contact report, column by column."""
     captured = list(spec.record.config.capture_fields)
-    used = [_phone_used(contact, st.get("number_index"), st.get("last_number")) if st.get("dials") else ""
-            for contact, st in zip(contacts, statuses, strict=True)]
+    used = [_last_used(contact, st) for contact, st in zip(contacts, statuses, strict=True)]
     columns: Columns = {
         "contact_id": [contact["id"] for contact in contacts],
         **_source_columns(spec, contacts),
@@ -234,7 +238,7 @@ def _several_numbers(columns: Columns, rows: list[int], raw_contacts: list[bytes
     values = {name: columns[name].to_pylist() for name in _NUMBER_COLUMNS}
     for row, raw_contact, raw_status in zip(rows, raw_contacts, raw_statuses, strict=True):
         contact, st = orjson.loads(raw_contact), orjson.loads(raw_status) if raw_status else {}
-        used = _phone_used(contact, st.get("number_index"), st.get("last_number")) if st.get("dials") else ""
+        used = _last_used(contact, st)
         values["phones"][row] = _phones(contact)
         values["numbers_dropped"][row] = _dropped(contact)
         values["number_index"][row] = _number_position(contact, used)
