@@ -108,8 +108,11 @@ def event_data(store: Store, record: CampaignRecord, event: Event) -> dict[str, 
     contact = store.contacts(cid, [event.contact_id])[0] or {}
     data.update(contact_id=event.contact_id, phone_e164=contact.get("phone_e164"),
                 variables=contact.get("variables", {}))
-    if event.type is WebhookEvent.CALL_COMPLETED:
+    if event.type in (WebhookEvent.CALL_COMPLETED, WebhookEvent.CONTACT_OPTED_OUT):
         attempt = store.attempt(cid, event.member) or {}
+        # The number this call went to: with alternate numbers, not always the contact's first.
+        data["phone_used"] = attempt.get("number") or contact.get("phone_e164")
+    if event.type is WebhookEvent.CALL_COMPLETED:
         result = store.result(cid, event.member) or {}
         data.update(
             call_id=f"{cid}:{event.member}", attempt=int(event.member.split(":")[1]), outcome=event.outcome,

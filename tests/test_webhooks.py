@@ -209,6 +209,26 @@ def test_each_fact_writes_one_event(store: Store, tmp_path: Path) -> None:
     assert store.campaign_state(cid) == "completed"
 
 
+def test_an_event_names_the_number_the_call_went_to(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "two.csv"
+    path.write_text("phone,mobile\n202-555-0100,202-555-0120\n")
+    config = parse_config({"name": "t", "alternate_numbers": "next_on_failure", **hooks("http://127.0.0.1:9/x")})
+    cid = ingest_file(store, path, config, max_bytes=2**20).campaign_id
+    store.set_trunk(cid, "ST_test")
+    store.set_state(cid, [CampaignState.DRAFT], CampaignState.RUNNING)
+    member = store.queue_attempts(cid, "ST_test", [2], now=NOW, lease_s=60, max_concurrent=10,
+                                  trunk_max_concurrent=0)[0]
+    store.transition(cid, member, [AttemptState.QUEUED], AttemptState.DIALING, 60, claim="t")
+    store.finalise(cid, member, [AttemptState.DIALING], now=NOW, verdict="final", outcome=Outcome.OPTED_OUT,
+                   counts=True, fields={"number": "+12025550120", "number_index": 1}, numbers=2,
+                   result={"outcome": "opted_out"})
+    events = {event.type.value: event for event in map(webhook_sender.Event.parse, store.webhook_events(100))}
+    record = store.get_campaign(cid)
+    for kind in ("call.completed", "contact.opted_out"):
+        data = webhook_sender.event_data(store, record, events[kind])
+        assert (data["phone_e164"], data["phone_used"]) == ("+12025550100", "+12025550120")
+
+
 def test_contacts_a_cancel_finalises_get_their_event(store: Store, tmp_path: Path) -> None:
     cid = make_campaign(store, tmp_path, "http://127.0.0.1:9/x", 3, "contact.finalized")
     end_call(store, cid, 2)
