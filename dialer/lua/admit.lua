@@ -42,10 +42,18 @@ redis.call('ZADD', KEYS[4], 'XX', lease_until, full)
 redis.call('ZADD', KEYS[5], 'XX', lease_until, full)
 
 -- A waiter that comes back well after its slot (a busy host woke it late) would go out bunched
--- with the INVITEs of the slots after it: its slot is spent, and it takes a new one.
+-- with the INVITEs of the slots after it: its slot is spent, and it takes a new one. That one
+-- need not be spaced after every other reservation: it may go as soon as the window's limit
+-- allows, counting every INVITE admitted within the window and every slot reserved ahead.
+-- (Sent to the back of the line instead, a waiter on a loop busier than the slack missed its
+-- new slot too, again and again.)
+local late = false
 if mode == 'invite' and attempt.reserved_nonce == nonce
     and now > attempt.reserved_at + (attempt.reserved_slack or 0) then
   attempt.reserved_nonce = nil
+  late = true
+  redis.call('ZREM', KEYS[7], nonce)
+  redis.call('ZREM', KEYS[8], nonce)
 end
 if mode == 'invite' and attempt.reserved_nonce ~= nonce then
   -- Reserve the first slot both scopes allow: evenly spaced (a burst admitted at once reaches
@@ -62,8 +70,10 @@ if mode == 'invite' and attempt.reserved_nonce ~= nonce then
         local nth = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
         slot = math.max(slot, tonumber(nth[2]) + window)
       end
-      local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-      if newest[2] then slot = math.max(slot, tonumber(newest[2]) + window / limit) end
+      if not late then
+        local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+        if newest[2] then slot = math.max(slot, tonumber(newest[2]) + window / limit) end
+      end
       gap = math.min(gap, window / limit)
     end
   end
