@@ -149,11 +149,18 @@ def test_redis_killed_while_a_call_rings_and_restored_without_the_claim_calls_no
             # Pace by hand, with no worker running yet, so the AOF can be taken between the
             # attempt's release and its claim.
             producer = Celery(broker=server.url)
-            queued = pace(store, settings, lambda c, contact, seq: producer.send_task(
-                "dialer.tasks.dial", args=[c, contact, seq], queue="dial"), token="test")
+            queued = pace(store, settings, lambda c, attempts: [producer.send_task(
+                "dialer.tasks.dial", args=[c, contact, seq], queue="dial") for contact, seq in attempts], token="test")
             assert queued == 1
             before_claim = tmp_path / "aof-before-claim"
-            shutil.copytree(server.directory / "appendonlydir", before_claim)
+
+            def copied_with_the_attempt() -> bool:
+                # appendfsync everysec may hold the write back while an fsync is slow (a busy disk).
+                shutil.rmtree(before_claim, ignore_errors=True)
+                shutil.copytree(server.directory / "appendonlydir", before_claim)
+                return any(b'"state":"queued"' in part.read_bytes() for part in before_claim.iterdir())
+
+            wait_for(copied_with_the_attempt, timeout_s=10, interval_s=0.2, what="the AOF to hold the queued attempt")
             with workers(server.url, box, tmp_path) as [first]:
                 wait_for(lambda: [c for c in box.calls() if c["call_status"] == "ringing"], timeout_s=30,
                          what="the callee's phone to ring")
