@@ -190,11 +190,15 @@ def run(pool: str, ring_s: float, contacts: int, tmp: Path, duration_s: float, p
         status = control.status(store, cid)
         if status["state"] == "running":
             control.cancel(store, settings, cid)
-        invites = sum(1 for c in sandbox_calls(url) if c["room"].startswith("dial-"))
+        calls = [c for c in sandbox_calls(url) if c["room"].startswith("dial-")]
+        invites = len(calls)
+        # When the INVITEs went out, in seconds from `campaign start` (the sandbox's clock).
+        sent = sorted(call["started_at"] - (time.time() - (time.monotonic() - started)) for call in calls)
         ours = {"pool": pool, "ring_s": ring_s, "contacts": contacts, "elapsed_s": round(elapsed, 2),
                 "final": status["final"], "invites": invites, "attempts_per_s": round(status["final"] / elapsed, 1),
                 "cpu_s_per_attempt": round(cpu / max(1, invites), 5), "peak_ringing": int(peak_ringing),
-                "peak_worker_rss_mib": round(peak_rss)}
+                "peak_worker_rss_mib": round(peak_rss), "first_invite_s": round(sent[0], 2) if sent else None,
+                "last_invite_s": round(sent[-1], 2) if sent else None}
         if not peer:
             return {"ours": ours}
         if ring_s:

@@ -78,9 +78,9 @@ def main() -> None:
         seeded_s = time.monotonic() - started
         queued = 0
 
-        def count(cid: str, contact_id: int, seq: int) -> None:
+        def count(cid: str, attempts: list[tuple[int, int]]) -> None:
             nonlocal queued
-            queued += 1
+            queued += len(attempts)
 
         profiler = None
         if args.profile:

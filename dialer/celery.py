@@ -43,6 +43,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": "control",
         "task_routes": {
             "dialer.tasks.dial": {"queue": "dial"},
+            "dialer.tasks.dial_batch": {"queue": "dial"},
             "dialer.tasks.ingest_upload": {"queue": "ingest"},
             "dialer.tasks.pace": {"queue": "control"},
             "dialer.tasks.reconcile": {"queue": "control"},

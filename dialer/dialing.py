@@ -20,7 +20,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,6 +35,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from . import bridge
 from .callerid import choose as choose_caller_id
 from .config import CampaignConfig, render
 from .livekit import LiveKitGateway
@@ -42,7 +43,7 @@ from .models import AttemptState, CallResult, CampaignState, DispatchMetadata, O
 from .pacer import back_off, pace_factor
 from .policy import Action, SipClass, Verdict, classify, is_ambiguous
 from .settings import Settings
-from .store import CampaignRecord, Observation, RateLimit, Store, through_outages
+from .store import CampaignRecord, Ending, Observation, RateLimit, Store, through_outages
 from .window import is_open, next_opening
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,13 @@ DIAL_LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 #: Longest nap while waiting for a calls-per-second slot (the lease is renewed after each).
 RATE_POLL_MAX_S = 1.0
 CAMPAIGN_CACHE_S = 5.0
+#: How long a trunk's pace factor read by a worker is used for its INVITEs (a back-off raises
+#: the next refusal within this, which backs off again; recovery is 2% a second).
+PACE_FACTOR_CACHE_S = 0.5
 #: How far ahead a callback the callee asked for is kept; later ones are recorded, not scheduled.
 CALLBACK_HORIZON = timedelta(days=30)
+#: Attempts of one worker process setting up at once (claim to first INVITE) on its event loop.
+SETUP_GATE = 100
 #: The calling window must stay open this long past the INVITE.
 WINDOW_GUARD = timedelta(seconds=2)
 
@@ -189,6 +195,8 @@ class _Attempt:
     number_index: int = 0
     #: How many numbers the contact may move through (1 unless the campaign dials alternates).
     alternates: int = 1
+    #: Called when the attempt stops setting up (``Dialer.dial``).
+    started: Callable[[], None] = field(default=lambda: None)
 
     @property
     def member(self) -> str:
@@ -243,8 +251,10 @@ class Dialer:
         self.gateway = gateway
         self.settings = settings
         self.clock = clock or settings.now
-        self.sleep = sleep or time.sleep
+        self.sleep = sleep or bridge.sleep
         self._campaigns: dict[str, tuple[float, CampaignRecord]] = {}
+        self._gate: asyncio.Semaphore | None = None
+        self._factors: dict[str, tuple[float, float]] = {}
 
     def campaign(self, cid: str) -> CampaignRecord:
         cached = self._campaigns.get(cid)
@@ -256,36 +266,71 @@ class Dialer:
 
     # -- the task body -----------------------------------------------------------------
 
-    def dial(self, cid: str, contact_id: int, seq: int) -> str:
-        """Dial one queued attempt; returns what became of it (for logs and tests)."""
+    def dial(self, cid: str, contact_id: int, seq: int, started: Callable[[], None] | None = None) -> str:
+        """Dial one queued attempt; returns what became of it (for logs and tests). ``started`` is
+        called once the attempt stops setting up: at its first INVITE, or when it waits for a
+        calls-per-second slot."""
         campaign = self.campaign(cid)
         # The trunk is written once, with the start; a record read before it has none.
         trunk = campaign.trunk or self.store.trunk_of(cid)
         member = f"{contact_id}:{seq}"
         now = self.clock()
         claim = uuid.uuid4().hex
-        claimed = self.store.transition(cid, member, [AttemptState.QUEUED], AttemptState.DIALING,
-                                        dial_lease_s(self.settings, campaign.config), {"dial_started_at": now},
-                                        claim=claim, trunk=trunk)
+        claimed, contact, status = self.store.claim(cid, contact_id, seq,
+                                                    lease_s=dial_lease_s(self.settings, campaign.config),
+                                                    fields={"dial_started_at": now}, claim=claim, trunk=trunk)
         if claimed != "ok":
             log.info("attempt %s:%s already %s; duplicate delivery ignored", cid, member, claimed,
                      extra={"call_id": f"{cid}:{member}"})
             return f"duplicate:{claimed}"
-        contact = self.store.contacts(cid, [contact_id])[0] or {}
-        attempt = _Attempt(cid, contact_id, seq, campaign, contact, claim, trunk=trunk)
+        contact = contact or {}
+        attempt = _Attempt(cid, contact_id, seq, campaign, contact, claim, trunk=trunk,
+                           started=started or (lambda: None))
         if campaign.config.alternate_numbers == "next_on_failure" and len(contact.get("numbers", ())) > 1:
             # finalise.lua moves a contact to its next number; the status says which one is due.
             attempt.alternates = len(contact["numbers"])
-            status = self.store.contact_status(cid, contact_id) or {}
-            attempt.number_index = min(int(status.get("number_index") or 0), attempt.alternates - 1)
+            attempt.number_index = min(int((status or {}).get("number_index") or 0), attempt.alternates - 1)
         try:
             self._window(attempt)
-            self._admit(attempt, "hold")
         except _Stop as stop:
             return self._stop(attempt, None, stop)
-        except _LostClaim as lost:
-            return self._lost(attempt, None, lost)
+        # The campaign's state, DNC and the claim are checked (and the lease renewed) by the
+        # admission before each room set-up try and before each INVITE.
         return self._place_call(attempt)
+
+    async def dial_all(self, cid: str, attempts: Sequence[tuple[int, int]]) -> list[str]:
+        """Dial several queued attempts at once on the running loop, each as ``dial`` would
+        (``bridge.run``) once it passes the setup gate; one attempt's failure is logged and
+        leaves the others alone."""
+        ends = await asyncio.gather(*(self._gated(cid, contact_id, seq) for contact_id, seq in attempts),
+                                    return_exceptions=True)
+        for (contact_id, seq), end in zip(attempts, ends, strict=True):
+            if isinstance(end, BaseException):
+                log.error("dial attempt %s:%s:%s failed", cid, contact_id, seq, exc_info=end,
+                          extra={"call_id": DispatchMetadata.make_call_id(cid, contact_id, seq)})
+        return [end if isinstance(end, str) else f"error:{type(end).__name__}" for end in ends]
+
+    async def _gated(self, cid: str, contact_id: int, seq: int) -> str:
+        """One attempt through the setup gate: at most ``SETUP_GATE`` attempts of this process are
+        between their start and their first INVITE (or first wait for a calls-per-second slot).
+        Thousands started at once would otherwise go through each step together, every claim,
+        then every room..., and the first INVITE would wait for the last claim."""
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(SETUP_GATE)
+        gate = self._gate
+        await gate.acquire()
+        held = True
+
+        def leave() -> None:
+            nonlocal held
+            if held:
+                held = False
+                gate.release()
+
+        try:
+            return await bridge.run(self.dial, cid, contact_id, seq, leave)
+        finally:
+            leave()
 
     def _window(self, attempt: _Attempt) -> None:
         """The calling window in the callee's local time (I4); it must stay open past the INVITE."""
@@ -336,13 +381,22 @@ class Dialer:
     def _limits(self, attempt: _Attempt) -> list[RateLimit]:
         """The calls-per-second limits of this INVITE, slowed while the trunk backs off."""
         trunk = attempt.trunk
-        factor = pace_factor(self.store, trunk)
+        factor = self._pace_factor(trunk)
         guard_s = self.settings.dialer_rate_guard_s
         limits = [RateLimit.per_second(f"campaign:{attempt.cid}", attempt.config.calls_per_second * factor, guard_s)]
         if self.settings.dialer_trunk_calls_per_second > 0:
             limits.append(RateLimit.per_second(f"trunk:{trunk}", self.settings.dialer_trunk_calls_per_second * factor,
                                                guard_s))
         return limits
+
+    def _pace_factor(self, trunk: str) -> float:
+        """The trunk's pace factor, read at most once per ``PACE_FACTOR_CACHE_S`` by this process
+        (and at once after this process backed the trunk off)."""
+        cached = self._factors.get(trunk)
+        if cached is None or time.monotonic() - cached[0] >= PACE_FACTOR_CACHE_S:
+            cached = (time.monotonic(), pace_factor(self.store, trunk))
+            self._factors[trunk] = cached
+        return cached[1]
 
     def _stop(self, attempt: _Attempt, dispatch_id: str | None, stop: _Stop) -> str:
         self._end(attempt, stop.verdict, stop.outcome, counts=False, due_at=stop.due_at, reason=stop.reason,
@@ -477,6 +531,7 @@ class Dialer:
         request.ringing_timeout.seconds = config.ring_timeout_s
         request.max_call_duration.seconds = config.max_call_duration_s
         attempt.invites += 1
+        attempt.started()
         log.info("INVITE %s (try %d)", mask(attempt.number), attempt.invites, extra=attempt.log_extra)
         try:
             return self.gateway.dial(request)
@@ -484,7 +539,7 @@ class Dialer:
             verdict = self._classify(attempt, exc)
             if verdict is not None and verdict.rule.action in (Action.RETRY_SOON, Action.SLOW_DOWN):
                 if verdict.rule.action is Action.SLOW_DOWN:
-                    back_off(self.store, attempt.trunk)
+                    self._factors[attempt.trunk] = (time.monotonic(), back_off(self.store, attempt.trunk))
                     attempt.limits = None  # the next try reads the slower pace
                 raise _RetryableFailure(verdict) from None
             raise
@@ -503,11 +558,12 @@ class Dialer:
 
     def _answered(self, attempt: _Attempt, sip_call_id: str) -> str:
         now = self.clock()
-        moved = self.store.transition(attempt.cid, attempt.member, [AttemptState.DIALING],
-                                      AttemptState.IN_CALL, in_call_lease_s(self.settings, attempt.config),
-                                      {"answered_at": now, "sip_call_id": sip_call_id}, trunk=attempt.trunk)
+        moved, tripped = self.store.transition_counted(
+            attempt.cid, attempt.member, [AttemptState.DIALING], AttemptState.IN_CALL,
+            in_call_lease_s(self.settings, attempt.config), {"answered_at": now, "sip_call_id": sip_call_id},
+            trunk=attempt.trunk, ending=self._ending(attempt, ""))
         log.info("call %s answered", mask(attempt.number), extra=attempt.log_extra)
-        self._count_ending(attempt, "")
+        self._tripped(attempt, tripped)
         return "answered" if moved == "ok" else f"answered:{moved}"
 
     def _handle_failure(self, attempt: _Attempt, dispatch_id: str | None, verdict: Verdict) -> str:
@@ -593,14 +649,22 @@ class Dialer:
     def _count_ending(self, attempt: _Attempt, failure: str, detail: str = "") -> None:
         """Feed the circuit breaker: ``failure`` is one of BREAKER_REASONS, or '' for an ending
         that says nothing bad about the trunk (answered, busy, no answer, declined...)."""
+        ending = self._ending(attempt, failure, detail)
+        if ending is not None:
+            self._tripped(attempt, self.store.count_ending(attempt.cid, ending))
+
+    @staticmethod
+    def _ending(attempt: _Attempt, failure: str, detail: str = "") -> Ending | None:
+        """What the circuit breaker counts of an ending; None when the campaign has it off."""
         breaker = attempt.config.circuit_breaker
         if not breaker.enabled:
-            return
+            return None
         why = (f"circuit breaker: {{failed}} of the last {{total}} attempts within {breaker.window_s:g} s failed "
                f"with {failure} (last: {detail}); check the trunk and the carrier, then `dialer campaign resume`")
-        tripped = self.store.record_ending(attempt.cid, failure, window_s=breaker.window_s,
-                                           min_attempts=breaker.min_attempts,
-                                           failure_ratio=breaker.failure_ratio, pause_reason=why)
+        return Ending(failure, breaker.window_s, breaker.min_attempts, breaker.failure_ratio, why)
+
+    @staticmethod
+    def _tripped(attempt: _Attempt, tripped: str) -> None:
         if tripped:
             log.warning("campaign %s paused: %s", attempt.cid, tripped, extra=attempt.log_extra)
 

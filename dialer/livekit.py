@@ -19,6 +19,7 @@ import aiohttp
 from livekit import api
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from . import bridge
 from .settings import Settings
 
 T = TypeVar("T")
@@ -76,6 +77,7 @@ _idempotent: Callable[[Callable[..., T]], Callable[..., T]] = retry(
     retry=retry_if_exception(_transient),
     wait=wait_random_exponential(multiplier=0.1, max=0.5),
     stop=stop_after_attempt(SAFE_TRIES),
+    sleep=bridge.sleep,
     reraise=True,
 )
 
@@ -109,8 +111,16 @@ class LiveKitGateway:
         return client
 
     def run(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
-        """Run ``coro`` on the gateway's loop and wait for it from this thread."""
+        """Run ``coro`` on the gateway's loop and wait for it: from this thread, or, inside
+        ``call``, from the attempt's greenlet while the loop goes on with the others."""
+        if bridge.bridged() and asyncio.get_running_loop() is self._loop:
+            return bridge.wait(asyncio.wait_for(coro, timeout_s) if timeout_s is not None else coro)
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run the synchronous ``fn(*args)`` on the gateway's loop as a coroutine (``bridge.run``)
+        and wait for it from this thread: its LiveKit requests and naps cost no thread hand-off."""
+        return self.run(bridge.run(fn, *args))
 
     def close(self) -> None:
         async def _close() -> None:

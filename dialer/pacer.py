@@ -4,8 +4,8 @@ It runs every ``PACER_PERIOD_S`` from Celery beat, one active instance at a time
 (a Redis lock). For each running campaign it takes as many due contacts as the
 concurrency limits and the calls-per-second budgets allow (the campaign's and the
 trunk's, the trunk's shared fairly between the campaigns on it), leaves those whose
-calling window is closed re-scored to its next opening, and enqueues one dial
-task per queued attempt. Re-attempts come back through the due set, never
+calling window is closed re-scored to its next opening, and hands the queued
+attempts to ``enqueue`` (the worker sends them as dial tasks). Re-attempts come back through the due set, never
 through Celery countdown/eta.
 """
 
@@ -27,7 +27,8 @@ MAX_SCAN = 5_000
 #: When a window never opens within the horizon, look again this much later.
 RECHECK_LATER_S = 86_400.0
 
-Enqueue = Callable[[str, int, int], None]
+#: Sends a campaign's attempts queued by one scan: (campaign id, [(contact id, attempt seq)...]).
+Enqueue = Callable[[str, list[tuple[int, int]]], None]
 
 #: A capacity refusal multiplies the trunk's pace by this (multiplicative decrease) ...
 BACKOFF_DECREASE = 0.5
@@ -124,9 +125,9 @@ def _request(settings: Settings, plan: _Plan, ready: list[int], later: dict[int,
 
 
 def _took(plan: _Plan, members: list[str], enqueue: Enqueue) -> None:
-    for member in members:
-        contact, _, seq = member.partition(":")
-        enqueue(plan.record.id, int(contact), int(seq))
+    if members:
+        enqueue(plan.record.id, [(int(contact), int(seq)) for contact, _, seq in
+                                 (member.partition(":") for member in members)])
     plan.queued += len(members)
     plan.budget -= len(members)
 

@@ -21,9 +21,11 @@ import orjson
 import redis
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from . import bridge
 from .config import CampaignConfig
 from .errors import NotFoundError, StateError
 from .models import NEXT_NUMBER_OUTCOMES, OUTCOME_PREFERENCE, AttemptState, CampaignState, Outcome
+from .redis_bridge import BridgedRedis
 from .webhooks import subscribed
 
 PREFIX = "dialer"
@@ -199,8 +201,20 @@ through_outages = retry(
     retry=retry_if_exception_type((redis.ConnectionError, redis.TimeoutError)),
     wait=wait_exponential(multiplier=0.2, max=2.0),
     stop=stop_after_delay(REDIS_OUTAGE_S),
+    sleep=bridge.sleep,  # on a worker's event loop, the other attempts go on meanwhile
     reraise=True,
 )
+
+
+@dataclass(frozen=True)
+class Ending:
+    """An attempt's ending as the circuit breaker counts it (``Store.record_ending``)."""
+
+    reason: str
+    window_s: float
+    min_attempts: int
+    failure_ratio: float
+    pause_reason: str
 
 
 @dataclass(frozen=True)
@@ -366,7 +380,7 @@ class WebhookBacklog:
 class Store:
     """Campaign state in Redis. Pass it a client; it never creates one deep inside."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis | BridgedRedis) -> None:
         self.redis = client
         self._ingest_chunk = client.register_script(_lua("ingest_chunk"))
         self._pace = client.register_script(_lua("pace"))
@@ -792,9 +806,19 @@ class Store:
                       pause_reason: str) -> str:
         """Count an attempt's ending for the circuit breaker (``reason`` '' when it is no failure of
         ours); the pause reason when this one tripped it (see ``lua/breaker.lua``)."""
-        keys = [Keys.breaker(cid), Keys.breaker(cid, reason or "none"), Keys.campaign(cid), Keys.running]
-        args: list[Any] = [cid, uuid.uuid4().hex, window_s, min_attempts, failure_ratio, reason, pause_reason]
+        return self.count_ending(cid, Ending(reason, window_s, min_attempts, failure_ratio, pause_reason))
+
+    def count_ending(self, cid: str, ending: Ending) -> str:
+        """``record_ending`` of an ``Ending``."""
+        keys, args = self._ending_call(cid, ending)
         return _text(self._breaker(keys=keys, args=args))
+
+    @staticmethod
+    def _ending_call(cid: str, ending: Ending) -> tuple[list[str], list[Any]]:
+        keys = [Keys.breaker(cid), Keys.breaker(cid, ending.reason or "none"), Keys.campaign(cid), Keys.running]
+        args: list[Any] = [cid, uuid.uuid4().hex, ending.window_s, ending.min_attempts, ending.failure_ratio,
+                           ending.reason, ending.pause_reason]
+        return keys, args
 
     def reset_breaker(self, cid: str, reasons: Iterable[str]) -> None:
         self.redis.unlink(Keys.breaker(cid), *(Keys.breaker(cid, reason) for reason in reasons))
@@ -893,10 +917,47 @@ class Store:
         """Compare-and-set an attempt's state with a lease of ``lease_s`` from now (server clock);
         'ok' or the state it was really in. ``claim`` makes the caller the attempt's holder;
         ``trunk``, when the caller knows the campaign's, saves a read."""
+        keys, args = self._transition_call(cid, member, expected, to, lease_s, fields, claim, trunk)
+        return _text(self._transition(keys=keys, args=args))
+
+    def _transition_call(self, cid: str, member: str, expected: Sequence[AttemptState], to: AttemptState,
+                         lease_s: float, fields: dict[str, Any] | None, claim: str, trunk: str | None
+                         ) -> tuple[list[str], list[Any]]:
         keys = [Keys.attempts(cid), Keys.active(cid), self._trunk_active_key(cid, trunk), Keys.leases]
         args: list[Any] = [cid, member, ",".join(s.value for s in expected), to.value, lease_s,
                            _json_fields(fields), claim]
-        return _text(self._transition(keys=keys, args=args))
+        return keys, args
+
+    @through_outages
+    def claim(self, cid: str, contact_id: int, seq: int, *, lease_s: float, fields: dict[str, Any], claim: str,
+              trunk: str) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
+        """A dial task's first step in one round trip: ``transition`` of the attempt from queued to
+        dialing under ``claim``, and the contact and its status read beside it (whatever the claim's
+        outcome: reading them is harmless). (the claim's outcome, the contact, its status)."""
+        pipe = self.redis.pipeline(transaction=False)
+        keys, args = self._transition_call(cid, f"{contact_id}:{seq}", [AttemptState.QUEUED], AttemptState.DIALING,
+                                           lease_s, fields, claim, trunk)
+        self._transition(keys=keys, args=args, client=pipe)
+        pipe.hget(Keys.contacts(cid), str(contact_id))
+        pipe.hget(Keys.status(cid), str(contact_id))
+        moved, contact, status = pipe.execute()
+        return _text(moved), orjson.loads(contact) if contact else None, orjson.loads(status) if status else None
+
+    @through_outages
+    def transition_counted(self, cid: str, member: str, expected: Sequence[AttemptState], to: AttemptState,
+                           lease_s: float, fields: dict[str, Any] | None, *, trunk: str,
+                           ending: Ending | None) -> tuple[str, str]:
+        """``transition`` and, in the same round trip, ``record_ending`` of ``ending`` (when not
+        None): (the transition's outcome, the breaker's pause reason or '')."""
+        if ending is None:
+            return self.transition(cid, member, expected, to, lease_s, fields, trunk=trunk), ""
+        pipe = self.redis.pipeline(transaction=False)
+        keys, args = self._transition_call(cid, member, expected, to, lease_s, fields, "", trunk)
+        self._transition(keys=keys, args=args, client=pipe)
+        keys, args = self._ending_call(cid, ending)
+        self._breaker(keys=keys, args=args, client=pipe)
+        moved, tripped = pipe.execute()
+        return _text(moved), _text(tripped)
 
     @through_outages
     def finalise(

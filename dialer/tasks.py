@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
-from functools import cache
+import threading
+from collections.abc import Callable
+from functools import cache, wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, worker_ready, worker_shutdown
@@ -21,31 +23,56 @@ from .liveness import Heartbeat, Role
 from .logs import use_json
 from .pacer import pace as pace_campaigns
 from .reconcile import reconcile as reconcile_attempts
+from .redis_bridge import BridgedRedis
 from .settings import get_settings
 from .store import Store
 
+T = TypeVar("T")
 
-@cache
+
+def _once(build: Callable[[], T]) -> Callable[[], T]:
+    """``functools.cache`` for a process-wide object built on first use: the pool's threads
+    start their first tasks together, and each object (a loop, a pool) must be built once."""
+    lock = threading.Lock()
+    cached = cache(build)
+
+    @wraps(build)
+    def get() -> T:
+        with lock:
+            return cached()
+
+    return get
+
+
+@_once
 def store() -> Store:
     """One Store per worker process, shared by its threads."""
     settings = get_settings()
-    return Store.from_url(settings.redis_url, max_connections=settings.dialer_worker_concurrency + 20)
+    # Its dial attempts run on the LiveKit loop (``bridge``): their Redis calls share round trips.
+    return Store(BridgedRedis.from_url(settings.redis_url, max_connections=settings.dialer_worker_concurrency + 20))
 
 
-@cache
+@_once
 def gateway() -> LiveKitGateway:
     return LiveKitGateway.from_settings(get_settings())
 
 
-@cache
+@_once
 def http_client() -> httpx.Client:
     """One HTTP client per worker process for webhook deliveries, shared by its threads."""
     return webhook_sender.http_client(get_settings())
 
 
-@cache
+@_once
 def dialer() -> Dialer:
     return Dialer(store(), gateway(), get_settings())
+
+
+#: Attempts one dial message carries at most: one Celery message and ack, and one pool thread
+#: waiting, for all of them (each is still claimed and finalised on its own).
+DIAL_BATCH_MAX = 20
+#: ... but a scan's attempts go out in at least this many messages, so they spread over workers.
+DIAL_BATCH_SPREAD = 8
 
 
 def _token() -> str:
@@ -70,17 +97,37 @@ def ingest_upload(path: str, config: dict[str, Any], phone_column: str | list[st
 
 @app.task(name="dialer.tasks.dial")
 def dial(campaign_id: str, contact_id: int, seq: int) -> str:
-    """Dial one queued attempt (the ledger, not Celery, decides if it is a duplicate)."""
-    return dialer().dial(campaign_id, contact_id, seq)
+    """Dial one queued attempt (the ledger, not Celery, decides if it is a duplicate), as a
+    coroutine on the worker's LiveKit loop: this thread only waits for its end."""
+    return gateway().run(dialer().dial_all(campaign_id, [(contact_id, seq)]))[0]
 
 
-def _enqueue_dial(campaign_id: str, contact_id: int, seq: int) -> None:
-    dial.apply_async((campaign_id, contact_id, seq), queue="dial")
+@app.task(name="dialer.tasks.dial_batch")
+def dial_batch(campaign_id: str, attempts: list[list[int]]) -> list[str]:
+    """Dial several queued attempts of a campaign at once, each claimed, admitted and finalised
+    on its own exactly as ``dial`` does it, as coroutines on the worker's LiveKit loop."""
+    return gateway().run(dialer().dial_all(campaign_id, [(int(contact), int(seq)) for contact, seq in attempts]))
+
+
+def dial_batches(attempts: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+    """A pacer scan's attempts cut into dial messages: up to ``DIAL_BATCH_MAX`` attempts each, and
+    at least ``DIAL_BATCH_SPREAD`` messages when there are that many attempts, so that a slow
+    campaign's few attempts still go one a message to whichever worker is free."""
+    size = max(1, min(DIAL_BATCH_MAX, len(attempts) // DIAL_BATCH_SPREAD))
+    return [attempts[start:start + size] for start in range(0, len(attempts), size)]
+
+
+def _enqueue_dials(campaign_id: str, attempts: list[tuple[int, int]]) -> None:
+    for batch in dial_batches(attempts):
+        if len(batch) == 1:
+            dial.apply_async((campaign_id, *batch[0]), queue="dial")
+        else:
+            dial_batch.apply_async((campaign_id, batch), queue="dial")
 
 
 @app.task(name="dialer.tasks.pace")
 def pace() -> int | None:
-    return pace_campaigns(store(), get_settings(), _enqueue_dial, _token())
+    return pace_campaigns(store(), get_settings(), _enqueue_dials, _token())
 
 
 @app.task(name="dialer.tasks.reconcile")

@@ -31,7 +31,7 @@ def test_one_run_releases_each_running_campaigns_share(store: Store, tmp_path: P
     for cid in cids:
         control.start(store, settings, cid)
     queued: list[str] = []
-    assert pace(store, settings, lambda cid, *_: queued.append(cid), token="t") == 15
+    assert pace(store, settings, lambda cid, attempts: queued.extend([cid] * len(attempts)), token="t") == 15
     assert sorted(queued) == sorted(cid for cid in cids for _ in range(5))
     assert [store.in_flight(cid) for cid in cids] == [5, 5, 5]
 
@@ -46,7 +46,7 @@ def test_closed_windows_at_the_head_of_the_due_set_do_not_stall_the_run(
                           calling_window=WINDOW)
     control.start(store, settings, cid)
     queued: list[int] = []
-    assert pace(store, settings, lambda _cid, contact, _seq: queued.append(contact), token="t") == 5
+    assert pace(store, settings, lambda _cid, attempts: queued.extend(c for c, _ in attempts), token="t") == 5
     contacts = store.contacts(cid, queued)
     assert all(c is not None and c["phone_e164"].startswith("+1202") for c in contacts)
     # The London contacts wait for their window's next opening (09:00 London, 12 h later).
