@@ -217,6 +217,10 @@ class Ending:
     pause_reason: str
 
 
+#: A waiter for a calls-per-second slot may come back this late, at least, and still take it.
+MIN_RATE_SLACK_S = 0.02
+
+
 @dataclass(frozen=True)
 class RateLimit:
     """At most ``events`` INVITEs per ``window_s`` seconds in ``scope`` (0 events: no limit)."""
@@ -224,6 +228,8 @@ class RateLimit:
     scope: str
     events: int
     window_s: float
+    #: The jitter the window was lengthened by: how late a waiter may still take its slot.
+    guard_s: float = 0.0
 
     @classmethod
     def per_second(cls, scope: str, calls_per_second: float, guard_s: float = 0.0) -> RateLimit:
@@ -232,7 +238,7 @@ class RateLimit:
         if calls_per_second <= 0:
             return cls.none()
         events = max(1, math.ceil(calls_per_second))
-        return cls(scope, events, events / calls_per_second + guard_s)
+        return cls(scope, events, events / calls_per_second + guard_s, guard_s)
 
     @classmethod
     def none(cls) -> RateLimit:
@@ -799,6 +805,7 @@ class Store:
         args: list[Any] = [cid, member, claim, lease_s, number, mode,
                            campaign_limit.events, campaign_limit.window_s,
                            trunk_limit.events, trunk_limit.window_s, nonce, _json_fields(fields),
+                           max(MIN_RATE_SLACK_S, campaign_limit.guard_s, trunk_limit.guard_s),
                            len(observed), *observed]
         return Admission.parse(_text(self._admit(keys=keys, args=args)))
 

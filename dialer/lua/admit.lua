@@ -11,7 +11,9 @@
 --       9 trunk events per window (0 = no trunk limit), 10 trunk window seconds,
 --       11 nonce: unique per INVITE try, so a re-run after a lost reply is not counted twice,
 --       12 json object of fields to merge into the attempt when an INVITE is admitted (caller ID),
---       13 n, then n histogram arguments for the attempt's first INVITE (its dial latency): bucket
+--       13 how late (seconds) a waiter may come back for its slot and still take it: the rate
+--          guard, the jitter the windows are lengthened by (at least half the slots' spacing),
+--       14 n, then n histogram arguments for the attempt's first INVITE (its dial latency): bucket
 --          fields to count once each, the sum field, the value ('0': nothing to observe)
 -- Returns 'ok'; 'wait:<seconds>' (a slot is reserved for this nonce that far ahead: call again
 -- then; the lease was renewed); 'lost:<state>' (another
@@ -42,18 +44,10 @@ redis.call('ZADD', KEYS[4], 'XX', lease_until, full)
 redis.call('ZADD', KEYS[5], 'XX', lease_until, full)
 
 -- A waiter that comes back well after its slot (a busy host woke it late) would go out bunched
--- with the INVITEs of the slots after it: its slot is spent, and it takes a new one. That one
--- need not be spaced after every other reservation: it may go as soon as the window's limit
--- allows, counting every INVITE admitted within the window and every slot reserved ahead.
--- (Sent to the back of the line instead, a waiter on a loop busier than the slack missed its
--- new slot too, again and again.)
-local late = false
+-- with the INVITEs of the slots after it: its slot is spent, and it takes a new one.
 if mode == 'invite' and attempt.reserved_nonce == nonce
     and now > attempt.reserved_at + (attempt.reserved_slack or 0) then
   attempt.reserved_nonce = nil
-  late = true
-  redis.call('ZREM', KEYS[7], nonce)
-  redis.call('ZREM', KEYS[8], nonce)
 end
 if mode == 'invite' and attempt.reserved_nonce ~= nonce then
   -- Reserve the first slot both scopes allow: evenly spaced (a burst admitted at once reaches
@@ -70,10 +64,8 @@ if mode == 'invite' and attempt.reserved_nonce ~= nonce then
         local nth = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
         slot = math.max(slot, tonumber(nth[2]) + window)
       end
-      if not late then
-        local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
-        if newest[2] then slot = math.max(slot, tonumber(newest[2]) + window / limit) end
-      end
+      local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+      if newest[2] then slot = math.max(slot, tonumber(newest[2]) + window / limit) end
       gap = math.min(gap, window / limit)
     end
   end
@@ -85,7 +77,7 @@ if mode == 'invite' and attempt.reserved_nonce ~= nonce then
   end
   attempt.reserved_nonce = nonce
   attempt.reserved_at = slot
-  attempt.reserved_slack = gap < math.huge and math.max(gap / 2, 0.02) or 0
+  attempt.reserved_slack = gap < math.huge and math.max(gap / 2, tonumber(ARGV[13])) or 0
 end
 if mode == 'invite' and attempt.reserved_at > now then
   redis.call('HSET', KEYS[1], ARGV[2], cjson.encode(attempt))
@@ -96,10 +88,10 @@ if mode == 'invite' then
   attempt.invites = (attempt.invites or 0) + 1
   attempt.last_nonce = nonce
   attempt.last_invite_at = now
-  local n = tonumber(ARGV[13] or '0')
+  local n = tonumber(ARGV[14] or '0')
   if n >= 2 and attempt.invites == 1 then
-    for i = 14, 13 + n - 2 do redis.call('HINCRBY', KEYS[9], ARGV[i], 1) end
-    redis.call('HINCRBYFLOAT', KEYS[9], ARGV[12 + n], ARGV[13 + n])
+    for i = 15, 14 + n - 2 do redis.call('HINCRBY', KEYS[9], ARGV[i], 1) end
+    redis.call('HINCRBYFLOAT', KEYS[9], ARGV[13 + n], ARGV[14 + n])
   end
 end
 redis.call('HSET', KEYS[1], ARGV[2], cjson.encode(attempt))
