@@ -443,7 +443,7 @@ def _read_rows(
         overflow = _overflowing(chunk)
         variable_rows = (zip(*(columns[at] for at in variable_at), strict=True) if variable_at
                          else no_variables * len(chunk))
-        candidates: list[tuple[int, str, str | bytes]] = []
+        candidates: list[tuple[int, str, str]] = []
         #: per candidate, in the same order: its row's cells, and its Contact, or for a row of one
         #: number (whose json was built directly, without one) the cell text of that number.
         pending: list[tuple[tuple[str, ...], Contact | str]] = []

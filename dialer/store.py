@@ -415,9 +415,8 @@ class Store:
         pipe.zadd(Keys.ingesting, {cid: now})
         pipe.execute()
 
-    def store_contacts(self, cid: str, rows: Sequence[tuple[int, str, str | bytes]]) -> list[str]:
-        """Store (contact id, numbers, contact json) rows, ``numbers`` comma separated dial keys; the
-        json as text or UTF-8 bytes.
+    def store_contacts(self, cid: str, rows: Sequence[tuple[int, str, str]]) -> list[str]:
+        """Store (contact id, numbers, contact json) rows, ``numbers`` comma separated dial keys.
 
         One string per row, a letter per number: A kept, D duplicate, S suppressed (DNC). A row
         is stored when one of its numbers is kept; ``replace_contacts`` then fixes the json of

@@ -360,7 +360,7 @@ def test_one_number_json_is_the_json_of_the_contact_object(
                                    variables=variables, dropped=[])
     direct = Contact.one_number_json(7, "+12025550100", "fixed_line_or_mobile", extension, phone_raw=raw + " ::: ",
                                      time_zones=tuple(zones), variables=variables)
-    assert direct == contact.to_json().encode()
+    assert direct == contact.to_json()
 
 
 def test_rows_of_one_number_are_stored_as_their_contact_objects_would_be(store: Store, tmp_path: Path) -> None:
