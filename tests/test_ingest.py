@@ -376,3 +376,16 @@ def test_rows_of_one_number_are_stored_as_their_contact_objects_would_be(store: 
     for raw in store.redis.hvals(Keys.contacts(summary.campaign_id)):
         assert raw == Contact.from_json_dict(orjson.loads(raw)).to_json().encode()
     assert (store.get_contact_json(summary.campaign_id, 4) or {})["phone_raw"] == "202-555-0100 ::: "
+
+
+def test_a_write_of_more_numbers_than_one_lua_slice_keeps_file_order(store: Store) -> None:
+    # ingest_chunk.lua calls Redis in slices of 4,000 values; three numbers a row for 2,000 rows
+    # take two HMGET slices and three HSET slices of the numbers hash.
+    rows = [(row, f"+1202555{row:04d},+1303555{row:04d},+1404555{row:04d}", f'{{"id": {row}}}')
+            for row in range(2, 2001)] + [(2001, "+13035550002", '{"id": 2001}')]
+    letters = store.store_contacts("slices", rows)
+    assert letters == ["AAA"] * 1999 + ["D"]
+    assert store.store_contacts("slices", [(2002, "+14045552000,+15055550000", '{"id": 2002}')]) == ["DA"]
+    assert store.contact_count("slices") == 2000
+    assert store.contact_id_for("slices", "+14045552000") == 2000
+    assert store.contact_id_for("slices", "+15055550000") == 2002
