@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -438,6 +439,7 @@ def _read_rows(
     variable_at = [names.index(name) for name in variable_cols]
     no_variables = ((),)
     row_number = 1  # the header is row 1
+    settle: Callable[[], None] | None = None
     for chunk in csvfile.read_chunks(path, fmt):
         columns = [_column(chunk[name].tolist()) for name in names]
         overflow = _overflowing(chunk)
@@ -495,54 +497,78 @@ def _read_rows(
                 sent = len(candidates)
         if sent < len(candidates):
             writes.append(writer.send(store.store_contacts, summary.campaign_id, candidates[sent:]))
-        letters = [letter for write in writes for letter in writer.wait(write)]
-        rewritten: dict[int, str] = {}
-        for (contact_id, dial_keys, _), (row, built), kept in zip(candidates, pending, letters, strict=True):
-            if isinstance(built, str):  # one number, its cell text
-                if kept == "A":
-                    summary.accepted += 1
-                    continue
-                lost = [_lost_number(built, dial_keys, kept)]
-            else:
-                contact = built
-                if not kept.strip("A") and not contact.dropped:  # every number kept
-                    summary.accepted += 1
-                    continue
-                numbers = list(contact.all_numbers)
-                if "A" in kept:
-                    summary.accepted += 1
-                    dropped = list(contact.dropped)
-                    for number, letter in zip(numbers, kept, strict=True):
-                        if letter != "A":
-                            dropped.append(_lost_number(number.raw, number.dial_key, letter))
-                    if len(dropped) != len(contact.dropped):
-                        left = [number for number, letter in zip(numbers, kept, strict=True) if letter == "A"]
-                        contact = Contact.with_numbers(contact_id, left, phone_raw=contact.phone_raw,
-                                                       time_zones=contact.time_zones, variables=contact.variables,
-                                                       dropped=dropped)
-                        rewritten[contact_id] = contact.to_json()
-                    summary.numbers_dropped.update(entry["reason"] for entry in dropped)
-                    continue
-                lost = [_lost_number(number.raw, number.dial_key, letter)
-                        for number, letter in zip(numbers, kept, strict=True)]
-            detail = "; ".join(entry["detail"] for entry in lost)
-            values = _values(names, row)
-            if "S" in kept:
-                summary.suppressed += 1
-                skipped.append({"row": contact_id, "bucket": "suppressed", "reason": "dnc", "detail": detail,
-                                "values": values})
-            else:
-                summary.duplicates += 1
-                skipped.append({"row": contact_id, "bucket": "duplicate", "reason": "duplicate", "detail": detail,
-                                "values": values})
-        # Both written behind the next chunk's batches; a failure surfaces at the next wait or at the end.
-        if rewritten:
-            writer.send(store.replace_contacts, summary.campaign_id, rewritten)
-        if skipped:
-            writer.send(store.add_skipped_rows, summary.campaign_id, sorted(skipped, key=lambda entry: entry["row"]))
-        summary.rows += len(chunk)
-        if progress:
-            progress(len(chunk))
+        # Settled once the next chunk's rows are read and sent: its last writes finish meanwhile.
+        if settle is not None:
+            settle()
+        settle = partial(_settle_chunk, store, writer, summary, names, len(chunk), candidates, pending, skipped,
+                         writes, progress)
+    if settle is not None:
+        settle()
+
+
+def _settle_chunk(
+    store: Store,
+    writer: _Writer,
+    summary: IngestSummary,
+    names: list[str],
+    rows: int,
+    candidates: list[tuple[int, str, str]],
+    pending: list[tuple[tuple[str, ...], Contact | str]],
+    skipped: list[dict[str, Any]],
+    writes: list[Future[list[str]]],
+    progress: Progress | None,
+) -> None:
+    """Count a chunk's rows once its writes are done: accepted, duplicate or suppressed by their
+    letters; rewrite the contacts that lost numbers and keep the skipped rows (both written behind
+    the next writes)."""
+    letters = [letter for write in writes for letter in writer.wait(write)]
+    rewritten: dict[int, str] = {}
+    for (contact_id, dial_keys, _), (row, built), kept in zip(candidates, pending, letters, strict=True):
+        if isinstance(built, str):  # one number, its cell text
+            if kept == "A":
+                summary.accepted += 1
+                continue
+            lost = [_lost_number(built, dial_keys, kept)]
+        else:
+            contact = built
+            if not kept.strip("A") and not contact.dropped:  # every number kept
+                summary.accepted += 1
+                continue
+            numbers = list(contact.all_numbers)
+            if "A" in kept:
+                summary.accepted += 1
+                dropped = list(contact.dropped)
+                for number, letter in zip(numbers, kept, strict=True):
+                    if letter != "A":
+                        dropped.append(_lost_number(number.raw, number.dial_key, letter))
+                if len(dropped) != len(contact.dropped):
+                    left = [number for number, letter in zip(numbers, kept, strict=True) if letter == "A"]
+                    contact = Contact.with_numbers(contact_id, left, phone_raw=contact.phone_raw,
+                                                   time_zones=contact.time_zones, variables=contact.variables,
+                                                   dropped=dropped)
+                    rewritten[contact_id] = contact.to_json()
+                summary.numbers_dropped.update(entry["reason"] for entry in dropped)
+                continue
+            lost = [_lost_number(number.raw, number.dial_key, letter)
+                    for number, letter in zip(numbers, kept, strict=True)]
+        detail = "; ".join(entry["detail"] for entry in lost)
+        values = _values(names, row)
+        if "S" in kept:
+            summary.suppressed += 1
+            skipped.append({"row": contact_id, "bucket": "suppressed", "reason": "dnc", "detail": detail,
+                            "values": values})
+        else:
+            summary.duplicates += 1
+            skipped.append({"row": contact_id, "bucket": "duplicate", "reason": "duplicate", "detail": detail,
+                            "values": values})
+    # Both written behind the next chunk's batches; a failure surfaces at the next wait or at the end.
+    if rewritten:
+        writer.send(store.replace_contacts, summary.campaign_id, rewritten)
+    if skipped:
+        writer.send(store.add_skipped_rows, summary.campaign_id, sorted(skipped, key=lambda entry: entry["row"]))
+    summary.rows += rows
+    if progress:
+        progress(rows)
 
 
 def _lost_number(raw: str, dial_key: str, letter: str) -> dict[str, str]:
