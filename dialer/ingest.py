@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -255,12 +256,16 @@ class _RowNumbers:
         cannot share one with the numbers before it is dropped (no_common_window).
         """
         if len(cells) == 1:
-            return self._read_one(cells[0], tz_value)
+            got = self.read_one(cells[0], tz_value)
+            if isinstance(got, dict):
+                return [], (), [got]
+            info, extension, zones = got
+            return [ContactNumber(info.e164, extension, info.number_type, cells[0])], zones, []
         numbers: list[ContactNumber] = []
         dropped: list[dict[str, str]] = []
         contact_zones: tuple[str, ...] = ()
         seen: set[str] = set()
-        for raw in cells:  # several cells from here on (one goes to _read_one)
+        for raw in cells:  # several cells from here on
             if not raw.strip():
                 continue  # an empty secondary column is no number, not a bad one
             number, extension = split_extension(raw)
@@ -283,17 +288,18 @@ class _RowNumbers:
             contact_zones = merged
         return numbers, contact_zones, dropped
 
-    def _read_one(self, raw: str, tz_value: str) -> tuple[list[ContactNumber], tuple[str, ...], list[Dropped]]:
-        """``read`` of a row with one phone cell (most rows): the same answers, without the merging."""
+    def read_one(self, raw: str, tz_value: str) -> tuple[PhoneInfo, str, tuple[str, ...]] | Dropped:
+        """The one number of a row with one phone cell (most rows): (number, its extension, the zones
+        it is called in), or why it is dropped; no ``ContactNumber`` is built."""
         number, extension = split_extension(raw)
         try:
             info = self._normalizer.normalize(number)
         except PhoneRejected as exc:
-            return [], (), [{"raw": raw, "reason": exc.reason.value, "detail": exc.detail}]
+            return {"raw": raw, "reason": exc.reason.value, "detail": exc.detail}
         resolved = self._zones.resolve(info.time_zones, tz_value)
         if resolved is None:
-            return [], (), [_no_common_window(raw, info, False)]
-        return [ContactNumber(info.e164, extension, info.number_type, raw)], resolved, []
+            return _no_common_window(raw, info, False)
+        return info, extension, resolved
 
 
 def _no_common_window(raw: str, info: PhoneInfo, after_others: bool) -> Dropped:
@@ -303,10 +309,33 @@ def _no_common_window(raw: str, info: PhoneInfo, after_others: bool) -> Dropped:
         + "; add a timezone column or set default_timezone")}
 
 
-def _cells(values: dict[str, str], phone_cols: list[str]) -> list[str]:
-    if len(phone_cols) == 1:
-        return csvfile.split_numbers(values[phone_cols[0]])
-    return [part for name in phone_cols for part in csvfile.split_numbers(values[name])]
+def _column(values: list[Any]) -> list[str]:
+    """A chunk column's cells as text (they already are: the CSV is read as strings, no NA)."""
+    if not values or set(map(type, values)) == {str}:
+        return values
+    return [_cell(value) for value in values]
+
+
+def _values(names: list[str], row: tuple[str, ...]) -> dict[str, str]:
+    """A row's cells by column name, as a skipped row keeps them."""
+    return dict(zip(names, row, strict=True))
+
+
+def _overflowing(chunk: Any) -> list[bool] | None:
+    """Which rows have more fields than the header (a spare column not empty); None when none has.
+
+    Most chunks have none, so each spare column is first checked whole (``list.count``, in C).
+    """
+    flags: list[bool] | None = None
+    for name in chunk.columns:
+        if not name.startswith("__extra_"):
+            continue
+        values = chunk[name].tolist()
+        if values.count("") == len(values):
+            continue
+        row_flags = [value != "" for value in values]
+        flags = row_flags if flags is None else [a or b for a, b in zip(flags, row_flags, strict=True)]
+    return flags
 
 
 class _Writer:
@@ -402,51 +431,107 @@ def _read_rows(
     zones = _ZoneResolver(config, now or datetime.now(UTC))
     reader = _RowNumbers(config, zones)
     batch_rows = store_module.WRITE_BATCH
+    names = fmt.columns
+    phone_at = [names.index(name) for name in phone_cols]
+    first_phone = phone_at[0]
+    one_column = len(phone_at) == 1
+    tz_at = names.index(tz_col) if tz_col else None
+    variable_at = [names.index(name) for name in variable_cols]
+    no_variables = ((),)
     row_number = 1  # the header is row 1
+    settle: Callable[[], None] | None = None
     for chunk in csvfile.read_chunks(path, fmt):
-        columns = {name: chunk[name].tolist() for name in fmt.columns}
-        extras = chunk[[name for name in chunk.columns if name.startswith("__extra_")]]
-        overflow = extras.ne("").any(axis=1).tolist() if not extras.empty else [False] * len(chunk)
-        tzs = columns[tz_col] if tz_col else None
+        columns = [_column(chunk[name].tolist()) for name in names]
+        overflow = _overflowing(chunk)
+        variable_rows = (zip(*(columns[at] for at in variable_at), strict=True) if variable_at
+                         else no_variables * len(chunk))
         candidates: list[tuple[int, str, str]] = []
+        #: per candidate, in the same order: its row's cells, and its Contact, or for a row of one
+        #: number (whose json was built directly, without one) the cell text of that number.
+        pending: list[tuple[tuple[str, ...], Contact | str]] = []
         skipped: list[dict[str, Any]] = []
-        by_id: dict[int, tuple[dict[str, str], Contact]] = {}
         writes: list[Future[list[str]]] = []
         sent = 0
-        for offset in range(len(chunk)):
+        for offset, (row, variable_row) in enumerate(zip(zip(*columns, strict=True), variable_rows, strict=True)):
             row_number += 1
-            values = {name: _cell(columns[name][offset]) for name in fmt.columns}
-            if overflow[offset]:
-                _reject(summary, skipped, row_number, values, REASON_TOO_MANY_FIELDS,
-                        f"row has more fields than the {len(fmt.columns)} in the header")
+            if overflow is not None and overflow[offset]:
+                _reject(summary, skipped, row_number, _values(names, row), REASON_TOO_MANY_FIELDS,
+                        f"row has more fields than the {len(names)} in the header")
                 continue
-            numbers, contact_zones, dropped = reader.read(_cells(values, phone_cols), _cell(tzs[offset]) if tzs else "")
-            if not numbers:
-                if not dropped:
-                    _reject(summary, skipped, row_number, values, RejectReason.MISSING.value,
-                            f"no number in {', '.join(phone_cols)}")
-                else:
-                    detail = (dropped[0]["detail"] if len(dropped) == 1
-                              else "; ".join(f"{entry['raw']!r}: {entry['detail']}" for entry in dropped))
-                    _reject(summary, skipped, row_number, values, dropped[0]["reason"], detail)
-                continue
-            contact = Contact.with_numbers(row_number, numbers, phone_raw=values[phone_cols[0]],
-                                           time_zones=contact_zones,
-                                           variables={name: values[name] for name in variable_cols}, dropped=dropped)
-            by_id[row_number] = (values, contact)
-            candidates.append((row_number, ",".join(number.dial_key for number in numbers),
-                               contact.to_json()))
+            phone_raw = row[first_phone]
+            cells = (csvfile.split_numbers(phone_raw) if one_column
+                     else [part for at in phone_at for part in csvfile.split_numbers(row[at])])
+            tz_value = row[tz_at] if tz_at is not None else ""
+            if len(cells) == 1:
+                # One number (most rows): its json is built directly, no Contact object.
+                got = reader.read_one(cells[0], tz_value)
+                if isinstance(got, dict):
+                    _reject(summary, skipped, row_number, _values(names, row), got["reason"], got["detail"])
+                    continue
+                info, extension, contact_zones = got
+                e164 = info.e164
+                dial_key = f"{e164};ext={extension}" if extension else e164
+                candidates.append((row_number, dial_key, Contact.one_number_json(
+                    row_number, e164, info.number_type, extension, phone_raw=phone_raw,
+                    time_zones=contact_zones, variables=dict(zip(variable_cols, variable_row, strict=True)))))
+                pending.append((row, cells[0]))
+            else:
+                numbers, contact_zones, dropped = reader.read(cells, tz_value)
+                if not numbers:
+                    if not dropped:
+                        _reject(summary, skipped, row_number, _values(names, row), RejectReason.MISSING.value,
+                                f"no number in {', '.join(phone_cols)}")
+                    else:
+                        detail = (dropped[0]["detail"] if len(dropped) == 1
+                                  else "; ".join(f"{entry['raw']!r}: {entry['detail']}" for entry in dropped))
+                        _reject(summary, skipped, row_number, _values(names, row), dropped[0]["reason"], detail)
+                    continue
+                variables = dict(zip(variable_cols, variable_row, strict=True))
+                contact = Contact.with_numbers(row_number, numbers, phone_raw=phone_raw, time_zones=contact_zones,
+                                               variables=variables, dropped=dropped)
+                candidates.append((row_number, ",".join(number.dial_key for number in numbers), contact.to_json()))
+                pending.append((row, contact))
             if len(candidates) - sent >= batch_rows:
                 # Written while the rows after it are read and normalised.
                 writes.append(writer.send(store.store_contacts, summary.campaign_id, candidates[sent:]))
                 sent = len(candidates)
         if sent < len(candidates):
             writes.append(writer.send(store.store_contacts, summary.campaign_id, candidates[sent:]))
-        letters = [letter for write in writes for letter in writer.wait(write)]
-        rewritten: dict[int, str] = {}
-        for (contact_id, _, _), kept in zip(candidates, letters, strict=True):
-            values, contact = by_id[contact_id]
-            if not kept.strip("A") and not contact.dropped:  # every number kept: most rows
+        # Settled once the next chunk's rows are read and sent: its last writes finish meanwhile.
+        if settle is not None:
+            settle()
+        settle = partial(_settle_chunk, store, writer, summary, names, len(chunk), candidates, pending, skipped,
+                         writes, progress)
+    if settle is not None:
+        settle()
+
+
+def _settle_chunk(
+    store: Store,
+    writer: _Writer,
+    summary: IngestSummary,
+    names: list[str],
+    rows: int,
+    candidates: list[tuple[int, str, str]],
+    pending: list[tuple[tuple[str, ...], Contact | str]],
+    skipped: list[dict[str, Any]],
+    writes: list[Future[list[str]]],
+    progress: Progress | None,
+) -> None:
+    """Count a chunk's rows once its writes are done: accepted, duplicate or suppressed by their
+    letters; rewrite the contacts that lost numbers and keep the skipped rows (both written behind
+    the next writes)."""
+    letters = [letter for write in writes for letter in writer.wait(write)]
+    rewritten: dict[int, str] = {}
+    for (contact_id, dial_keys, _), (row, built), kept in zip(candidates, pending, letters, strict=True):
+        if isinstance(built, str):  # one number, its cell text
+            if kept == "A":
+                summary.accepted += 1
+                continue
+            lost = [_lost_number(built, dial_keys, kept)]
+        else:
+            contact = built
+            if not kept.strip("A") and not contact.dropped:  # every number kept
                 summary.accepted += 1
                 continue
             numbers = list(contact.all_numbers)
@@ -466,23 +551,24 @@ def _read_rows(
                 continue
             lost = [_lost_number(number.raw, number.dial_key, letter)
                     for number, letter in zip(numbers, kept, strict=True)]
-            detail = "; ".join(entry["detail"] for entry in lost)
-            if "S" in kept:
-                summary.suppressed += 1
-                skipped.append({"row": contact_id, "bucket": "suppressed", "reason": "dnc", "detail": detail,
-                                "values": values})
-            else:
-                summary.duplicates += 1
-                skipped.append({"row": contact_id, "bucket": "duplicate", "reason": "duplicate", "detail": detail,
-                                "values": values})
-        # Both written behind the next chunk's batches; a failure surfaces at the next wait or at the end.
-        if rewritten:
-            writer.send(store.replace_contacts, summary.campaign_id, rewritten)
-        if skipped:
-            writer.send(store.add_skipped_rows, summary.campaign_id, sorted(skipped, key=lambda entry: entry["row"]))
-        summary.rows += len(chunk)
-        if progress:
-            progress(len(chunk))
+        detail = "; ".join(entry["detail"] for entry in lost)
+        values = _values(names, row)
+        if "S" in kept:
+            summary.suppressed += 1
+            skipped.append({"row": contact_id, "bucket": "suppressed", "reason": "dnc", "detail": detail,
+                            "values": values})
+        else:
+            summary.duplicates += 1
+            skipped.append({"row": contact_id, "bucket": "duplicate", "reason": "duplicate", "detail": detail,
+                            "values": values})
+    # Both written behind the next chunk's batches; a failure surfaces at the next wait or at the end.
+    if rewritten:
+        writer.send(store.replace_contacts, summary.campaign_id, rewritten)
+    if skipped:
+        writer.send(store.add_skipped_rows, summary.campaign_id, sorted(skipped, key=lambda entry: entry["row"]))
+    summary.rows += rows
+    if progress:
+        progress(rows)
 
 
 def _lost_number(raw: str, dial_key: str, letter: str) -> dict[str, str]:

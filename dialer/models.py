@@ -141,6 +141,20 @@ class Contact:
         ``json.dumps`` here)."""
         return orjson.dumps(self.to_json_dict()).decode()
 
+    @staticmethod
+    def one_number_json(id: int, e164: str, number_type: str, extension: str, *, phone_raw: str,
+                        time_zones: tuple[str, ...], variables: dict[str, str]) -> str:
+        """The stored form of a contact with one number and none dropped, built without the
+        ``Contact`` and ``ContactNumber`` objects (the ingest's path for most rows; building them
+        was a fifth of its time). Equal to ``Contact.with_numbers(id, [ContactNumber(e164,
+        extension, number_type, ...)], ..., dropped=[]).to_json()``. Text, not orjson's bytes:
+        each of those keeps a 4 KiB buffer, 200 MiB for the rows of a chunk."""
+        data: dict[str, Any] = {"id": id, "phone_e164": e164, "phone_raw": phone_raw, "number_type": number_type,
+                                "time_zones": time_zones, "variables": variables}
+        if extension:
+            data["extension"] = extension
+        return orjson.dumps(data).decode()
+
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> Contact:
         return cls(

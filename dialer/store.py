@@ -448,7 +448,7 @@ class Store:
             args: list[Any] = []
             for row in rows[start : start + WRITE_BATCH]:
                 args.extend(row)
-            letters.extend(_text(item) for item in self._ingest_chunk(keys=keys, args=args))
+            letters.extend(_text(self._ingest_chunk(keys=keys, args=args)).split(","))
         self.redis.zadd(Keys.ingesting, {cid: time.time()})
         return letters
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
@@ -15,7 +16,7 @@ from dialer import store as store_module
 from dialer.config import CampaignConfig, parse_config
 from dialer.errors import ConfigError, IngestError
 from dialer.ingest import ingest_file
-from dialer.models import CampaignState
+from dialer.models import CampaignState, Contact, ContactNumber
 from dialer.store import Keys, Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -345,3 +346,46 @@ def test_every_row_lands_in_exactly_one_bucket(
     assert store.contact_count(summary.campaign_id) == counts["accepted"]
     skipped = list(store.iter_skipped_rows(summary.campaign_id))
     assert len(skipped) == counts["rejected"] + counts["duplicates"] + counts["suppressed"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(raw=st.text(max_size=20), extension=st.sampled_from(["", "12"]),
+       zones=st.lists(st.sampled_from(["America/New_York", "Europe/London", "Asia/Tokyo"]), max_size=3),
+       variables=st.dictionaries(st.text(max_size=8), st.text(max_size=12), max_size=4))
+def test_one_number_json_is_the_json_of_the_contact_object(
+    raw: str, extension: str, zones: list[str], variables: dict[str, str]
+) -> None:
+    number = ContactNumber("+12025550100", extension, "fixed_line_or_mobile", raw)
+    contact = Contact.with_numbers(7, [number], phone_raw=raw + " ::: ", time_zones=tuple(zones),
+                                   variables=variables, dropped=[])
+    direct = Contact.one_number_json(7, "+12025550100", "fixed_line_or_mobile", extension, phone_raw=raw + " ::: ",
+                                     time_zones=tuple(zones), variables=variables)
+    assert direct == contact.to_json()
+
+
+def test_rows_of_one_number_are_stored_as_their_contact_objects_would_be(store: Store, tmp_path: Path) -> None:
+    # Rows of one number take a short path that builds their json without Contact objects.
+    text = ('phone,name,note,timezone\n'
+            '(617) 555-0106 x12,Zoë,"O\'Neil, ""Jr""",\n'
+            '+44 20 7946 0958,,=cmd,Europe/London\n'
+            '202-555-0100 ::: ,Ann,,\n'
+            '1-800-555-0199,Bob,,America/Chicago\n'
+            '+1 202 555 0101;ext=7,\u00e9\u6f22,\t,Mars/Base\n')
+    summary = ingest(store, write(tmp_path, text))
+    assert summary.accepted == 5
+    for raw in store.redis.hvals(Keys.contacts(summary.campaign_id)):
+        assert raw == Contact.from_json_dict(orjson.loads(raw)).to_json().encode()
+    assert (store.get_contact_json(summary.campaign_id, 4) or {})["phone_raw"] == "202-555-0100 ::: "
+
+
+def test_a_write_of_more_numbers_than_one_lua_slice_keeps_file_order(store: Store) -> None:
+    # ingest_chunk.lua calls Redis in slices of 4,000 values; three numbers a row for 2,000 rows
+    # take two HMGET slices and three HSET slices of the numbers hash.
+    rows = [(row, f"+1202555{row:04d},+1303555{row:04d},+1404555{row:04d}", f'{{"id": {row}}}')
+            for row in range(2, 2001)] + [(2001, "+13035550002", '{"id": 2001}')]
+    letters = store.store_contacts("slices", rows)
+    assert letters == ["AAA"] * 1999 + ["D"]
+    assert store.store_contacts("slices", [(2002, "+14045552000,+15055550000", '{"id": 2002}')]) == ["DA"]
+    assert store.contact_count("slices") == 2000
+    assert store.contact_id_for("slices", "+14045552000") == 2000
+    assert store.contact_id_for("slices", "+15055550000") == 2002

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from phonenumbers import PhoneNumber, PhoneNumberFormat, PhoneNumberType
 
 from dialer.phones import PhoneInfo, PhoneNormalizer, PhoneRejected, RejectReason
-from dialer.phones._cells import _prepare_text, prepare
+from dialer.phones._cells import _EXTENSION, _MAYBE_EXTENSION, _prepare_text, prepare
 from dialer.phones._fast import FastParser
 from dialer.phones._reference import parse_reference
 
@@ -376,3 +376,16 @@ def test_unknown_region_is_refused_and_lower_case_accepted() -> None:
 def test_reference_and_fast_parser_share_the_phonenumbers_type_names() -> None:
     assert parse_reference("+4915123456789", "DE").number_type == "mobile"
     assert FastParser("DE").parse("+4915123456789") == parse_reference("+4915123456789", "DE")
+
+
+@given(st.one_of(
+    st.text(max_size=30),
+    st.builds(lambda number, spelling, digits: f"{number}{spelling}{digits}",
+              st.sampled_from(["(617) 555-0106", "+1 617 555 0106", "617.555.0106"]),
+              st.sampled_from([" x", "X", " ext. ", "EXT", " Extension: ", "xtn", "#", ",,", ";ext=", "; EXT = ", ";"]),
+              st.from_regex(r"[0-9]{1,10}", fullmatch=True)),
+))
+def test_the_extension_precheck_lets_through_every_cell_with_an_extension(cell: str) -> None:
+    # split_extension looks for an extension only in cells the one-character-class precheck passes.
+    if _EXTENSION.search(cell):
+        assert _MAYBE_EXTENSION.search(cell)

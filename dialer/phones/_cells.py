@@ -140,7 +140,9 @@ def _prepare_text(text: str) -> str:
     return text
 
 
-_MAYBE_EXTENSION = re.compile(r"[xX#;,]|[eE][xX][tT]", re.ASCII)
+#: A cell that may hold an extension: every spelling of one has one of these characters ("ext"
+#: has its x). One character class, not an alternation: a third of the time per cell.
+_MAYBE_EXTENSION = re.compile(r"[xX#;,]", re.ASCII)
 
 
 def split_extension(raw: object) -> tuple[object, str]:
