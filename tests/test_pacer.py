@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+from conftest import free_port
 from pipeline import TRUNK, create_campaign
 
 from dialer import control
@@ -56,3 +59,20 @@ def test_closed_windows_at_the_head_of_the_due_set_do_not_stall_the_run(
     assert len(london_due) == 20
     assert all(score >= MOMENT + 11 * 3600 for score in london_due)
 
+
+
+def test_starting_a_campaign_asks_for_a_pacer_run_now(store: Store, tmp_path: Path, redis_url: str) -> None:
+    cid = create_campaign(store, tmp_path, ["202-555-0100"])
+    control.start(store, settings_at(redis_url), cid)
+    # One pace message in the control queue of the campaign's Redis, not beat's next tick away.
+    [message] = [json.loads(raw) for raw in store.redis.lrange("control", 0, -1)]
+    assert message["headers"]["task"] == "dialer.tasks.pace"
+
+
+def test_a_campaign_starts_even_when_the_pacer_cannot_be_asked(store: Store, tmp_path: Path, redis_url: str,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    cid = create_campaign(store, tmp_path, ["202-555-0100"])
+    settings = settings_at(redis_url)
+    control.start(store, settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"}), cid)
+    assert store.get_campaign(cid).state.value == "running"
+    assert "could not ask for a pacer run now" in caplog.text
