@@ -11,7 +11,10 @@ The figures are printed as JSON and as ``FIGURE {json}`` rows of the summary tab
 appended to ``--json-out`` (default ``$BENCH_JSON``).
 
     .venv/bin/python bench/dial.py [--contacts N] [--ring-contacts N] [--ring-s S] [--pools threads,prefork]
-                                   [--py-spy FILE] [--json-out FILE]
+                                   [--repeat N] [--py-spy FILE] [--json-out FILE]
+
+The zero-ring part runs ``--repeat`` times (3), ours then the peer each time, and the table takes
+the run with the median ratio.
 """
 
 from __future__ import annotations
@@ -210,6 +213,17 @@ def run(pool: str, ring_s: float, contacts: int, tmp: Path, duration_s: float, p
         return {"ours": ours, "peer": theirs}
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run whose ratio to its own peer is the median (the machine's load swings both sides by
+    2-3x from one minute to the next, so a ratio is only fair within one run); all ratios kept."""
+    if "peer" not in runs[0]:
+        return runs[0]
+    ranked = sorted(runs, key=lambda r: r["ours"]["attempts_per_s"] / max(r["peer"]["attempts_per_s"], 1e-9))
+    chosen = dict(ranked[len(ranked) // 2])
+    chosen["ratios"] = [round(r["ours"]["attempts_per_s"] / max(r["peer"]["attempts_per_s"], 1e-9), 3) for r in runs]
+    return chosen
+
+
 def rows(zero: dict[str, Any] | None, ring: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The summary table's rows (one JSON object each)."""
     out: list[dict[str, Any]] = []
@@ -219,7 +233,9 @@ def rows(zero: dict[str, Any] | None, ring: dict[str, Any] | None) -> list[dict[
         out.append({"figure": "dial attempts/s, one worker process, zero ring, start to all final",
                     "ours": ours["attempts_per_s"], "peer": peer["attempts_per_s"] if peer else None,
                     "unit": "attempts/s", "target": f">= {TARGET_RATIO}x the dial peer",
-                    "met": bool(ratio is not None and ratio >= TARGET_RATIO)})
+                    "met": bool(ratio is not None and ratio >= TARGET_RATIO),
+                    "note": (f"median of {len(zero['ratios'])} runs, ratios {zero['ratios']}"
+                             if "ratios" in zero else None)})
         out.append({"figure": "dial attempts/s vs the dial peer (ratio)", "ours": round(ratio, 3) if ratio else 0,
                     "peer": 1.0, "unit": "x", "target": f">= {TARGET_RATIO}",
                     "met": bool(ratio is not None and ratio >= TARGET_RATIO)})
@@ -247,6 +263,8 @@ def main() -> None:
     parser.add_argument("--pools", default="threads", help="threads and/or prefork (prefork: no peer, no rows)")
     parser.add_argument("--skip", default="", help="'zero' or 'ring' to leave that run out")
     parser.add_argument("--py-spy", default=None, help="record the worker with py-spy (raw format) into FILE")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="zero-ring runs (each ours, then the peer); the table takes the median run")
     add_json_out(parser)
     args = parser.parse_args()
     table: list[dict[str, Any]] = []
@@ -255,9 +273,14 @@ def main() -> None:
             main_pool = pool == "threads"
             zero = ring = None
             if args.skip != "zero":
-                zero = run(pool, 0.0, args.contacts if main_pool else min(args.contacts, 300), Path(tmp), 300,
-                           py_spy=args.py_spy if main_pool else None, peer=main_pool)
-                print(json.dumps(zero), flush=True)
+                runs = []
+                for index in range(args.repeat if main_pool else 1):
+                    (Path(tmp) / f"zero-{index}").mkdir()
+                    runs.append(run(pool, 0.0, args.contacts if main_pool else min(args.contacts, 300),
+                                    Path(tmp) / f"zero-{index}", 300, py_spy=args.py_spy if main_pool else None,
+                                    peer=main_pool))
+                    print(json.dumps(runs[-1]), flush=True)
+                zero = median_run(runs)
             if args.skip != "ring":
                 ring = run(pool, args.ring_s, args.ring_contacts, Path(tmp), args.ring_s + 15, peer=main_pool)
                 print(json.dumps(ring), flush=True)

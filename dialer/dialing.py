@@ -75,7 +75,7 @@ PACE_FACTOR_CACHE_S = 0.5
 #: How far ahead a callback the callee asked for is kept; later ones are recorded, not scheduled.
 CALLBACK_HORIZON = timedelta(days=30)
 #: Attempts of one worker process setting up at once (claim to first INVITE) on its event loop.
-SETUP_GATE = 100
+SETUP_GATE = 50
 #: The calling window must stay open this long past the INVITE.
 WINDOW_GUARD = timedelta(seconds=2)
 
@@ -197,6 +197,9 @@ class _Attempt:
     alternates: int = 1
     #: Called when the attempt stops setting up (``Dialer.dial``).
     started: Callable[[], None] = field(default=lambda: None)
+    #: Look in the room before dialing: Redis restarted (or failed over) since the attempt was
+    #: queued, so a claim of it may have been lost with a call live in its room.
+    look_first: bool = True
 
     @property
     def member(self) -> str:
@@ -276,20 +279,20 @@ class Dialer:
         member = f"{contact_id}:{seq}"
         now = self.clock()
         claim = uuid.uuid4().hex
-        claimed, contact, status = self.store.claim(cid, contact_id, seq,
-                                                    lease_s=dial_lease_s(self.settings, campaign.config),
-                                                    fields={"dial_started_at": now}, claim=claim, trunk=trunk)
-        if claimed != "ok":
-            log.info("attempt %s:%s already %s; duplicate delivery ignored", cid, member, claimed,
+        claimed = self.store.claim(cid, contact_id, seq, lease_s=dial_lease_s(self.settings, campaign.config),
+                                   fields={"dial_started_at": now}, claim=claim, trunk=trunk)
+        if claimed.outcome != "ok":
+            log.info("attempt %s:%s already %s; duplicate delivery ignored", cid, member, claimed.outcome,
                      extra={"call_id": f"{cid}:{member}"})
-            return f"duplicate:{claimed}"
-        contact = contact or {}
+            return f"duplicate:{claimed.outcome}"
+        contact = claimed.contact or {}
         attempt = _Attempt(cid, contact_id, seq, campaign, contact, claim, trunk=trunk,
-                           started=started or (lambda: None))
+                           started=started or (lambda: None), look_first=not claimed.same_run)
         if campaign.config.alternate_numbers == "next_on_failure" and len(contact.get("numbers", ())) > 1:
             # finalise.lua moves a contact to its next number; the status says which one is due.
             attempt.alternates = len(contact["numbers"])
-            attempt.number_index = min(int((status or {}).get("number_index") or 0), attempt.alternates - 1)
+            index = int((claimed.status or {}).get("number_index") or 0)
+            attempt.number_index = min(index, attempt.alternates - 1)
         try:
             self._window(attempt)
         except _Stop as stop:
@@ -416,9 +419,10 @@ class Dialer:
     def _place_call(self, attempt: _Attempt) -> str:
         # I1 after a lost claim (Redis restarted from an AOF without it): a callee already in this
         # attempt's room means an earlier holder's INVITE is live. Never dial over it; the
-        # reconciler follows that call from the room.
+        # reconciler follows that call from the room. Without a restart since the attempt was
+        # queued no claim can have been lost, and the room is not read.
         try:
-            status = self._look_before_dialing(attempt)
+            status = self._look_before_dialing(attempt) if attempt.look_first else None
         except (api.ServerError, *TRANSIENT_ERRORS) as exc:
             refusal = _refusal(exc)
             if refusal is not None:

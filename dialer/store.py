@@ -217,6 +217,19 @@ class Ending:
     pause_reason: str
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What ``Store.claim`` found."""
+
+    #: 'ok', or the state the attempt really was in.
+    outcome: str
+    contact: dict[str, Any] | None
+    status: dict[str, Any] | None
+    #: The attempt was queued by the Redis process that took the claim: no restart or failover
+    #: between them, so no earlier claim of it can have been lost (its room holds no call).
+    same_run: bool
+
+
 #: A waiter for a calls-per-second slot may come back this late, at least, and still take it.
 MIN_RATE_SLACK_S = 0.02
 
@@ -398,6 +411,7 @@ class Store:
         self._webhook_fanout = client.register_script(_lua("webhook_fanout"))
         self._webhook_claim = client.register_script(_lua("webhook_claim"))
         self._webhook_record = client.register_script(_lua("webhook_record"))
+        self._run_id = client.register_script(_lua("run_id"))
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Store:
@@ -936,19 +950,26 @@ class Store:
         return keys, args
 
     @through_outages
-    def claim(self, cid: str, contact_id: int, seq: int, *, lease_s: float, fields: dict[str, Any], claim: str,
-              trunk: str) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
+    def claim(self, cid: str, contact_id: int, seq: int, *, lease_s: float, fields: dict[str, Any],
+              claim: str, trunk: str) -> Claim:
         """A dial task's first step in one round trip: ``transition`` of the attempt from queued to
-        dialing under ``claim``, and the contact and its status read beside it (whatever the claim's
-        outcome: reading them is harmless). (the claim's outcome, the contact, its status)."""
+        dialing under ``claim``, with the contact and its status read beside it (whatever the claim's
+        outcome: reading them is harmless), and whether Redis ran without a restart since the
+        attempt was queued."""
+        member = f"{contact_id}:{seq}"
         pipe = self.redis.pipeline(transaction=False)
-        keys, args = self._transition_call(cid, f"{contact_id}:{seq}", [AttemptState.QUEUED], AttemptState.DIALING,
+        pipe.hget(Keys.attempts(cid), member)
+        keys, args = self._transition_call(cid, member, [AttemptState.QUEUED], AttemptState.DIALING,
                                            lease_s, fields, claim, trunk)
         self._transition(keys=keys, args=args, client=pipe)
         pipe.hget(Keys.contacts(cid), str(contact_id))
         pipe.hget(Keys.status(cid), str(contact_id))
-        moved, contact, status = pipe.execute()
-        return _text(moved), orjson.loads(contact) if contact else None, orjson.loads(status) if status else None
+        self._run_id(client=pipe)
+        queued, moved, contact, status, run = pipe.execute()
+        queued_run = orjson.loads(queued).get("run") if queued else None
+        return Claim(_text(moved), orjson.loads(contact) if contact else None,
+                     orjson.loads(status) if status else None,
+                     same_run=bool(queued_run) and queued_run == _text(run))
 
     @through_outages
     def transition_counted(self, cid: str, member: str, expected: Sequence[AttemptState], to: AttemptState,

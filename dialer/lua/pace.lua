@@ -16,6 +16,9 @@ if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return {} end
 local cid, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
 local server_now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+-- The server process that queued the attempt (run_id changes with every restart and failover):
+-- a claim in that same run cannot follow a claim Redis lost, so its room cannot hold a call.
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
 
 local function refill(key, rate, burst)
   local tokens = tonumber(redis.call('HGET', key, 'tokens') or burst)
@@ -53,7 +56,7 @@ for i = 11, #ARGV do
     local member = id .. ':' .. status.seq
     local lease_until = server_now + lease
     local attempt = {state = 'queued', contact = tonumber(id), seq = status.seq, queued_at = now,
-                     lease_until = lease_until}
+                     lease_until = lease_until, run = run}
     redis.call('HSET', KEYS[4], member, cjson.encode(attempt))
     redis.call('ZADD', KEYS[5], lease_until, member)
     redis.call('ZADD', KEYS[6], lease_until, cid .. ':' .. member)
