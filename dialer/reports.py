@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -207,21 +207,28 @@ def _arrow_contact_columns(store: Store, snapshot: Snapshot, spec: ReportSpec, b
     """One batch decoded by Arrow (``dialer.report_arrow``); the Python way if a record does not fit."""
     raw_contacts = store.contact_records(spec.record.id, batch)
     raw_statuses = snapshot.status_records(batch)
-    kept = [index for index, raw in enumerate(raw_contacts) if raw]
-    try:
-        status = report_arrow.read_statuses([raw_statuses[index] for index in kept])
-        members = status.column("result").to_pylist()
-        wanted = [member for member in members if member]
-        found = dict(zip(wanted, snapshot.result_records(wanted), strict=True))
+    kept: Sequence[int]
+    if all(raw_contacts):
+        kept = range(len(raw_contacts))
+        contacts: list[bytes] = raw_contacts  # type: ignore[assignment]  # none is None
+        statuses = raw_statuses
+    else:
+        kept = [index for index, raw in enumerate(raw_contacts) if raw]
         contacts = [raw_contacts[index] or b"" for index in kept]
+        statuses = [raw_statuses[index] for index in kept]
+    try:
+        status = report_arrow.read_statuses(statuses)
+        members, result_index = report_arrow.result_rows(status)
         columns = report_arrow.contact_columns(
             source_columns=spec.source_columns, phone_column=spec.record.phone_column,
             captured=list(spec.record.config.capture_fields), contacts=contacts,
-            status=status, results=[found.get(member) if member else None for member in members],
+            status=status, results=snapshot.result_records(members), result_index=result_index,
             full_transcript=spec.full_transcript, transcript_chars=TRANSCRIPT_CELL_CHARS)
     except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError):
         return _contact_columns(spec, *_fetch_contacts(store, snapshot, spec.record.id, batch))
-    several = [row for row, raw in enumerate(contacts) if b'"numbers"' in raw or b'"dropped"' in raw]
+    joined = b"".join(contacts)  # one search of the batch: most contacts have one number
+    several = [row for row, raw in enumerate(contacts) if b'"numbers"' in raw or b'"dropped"' in raw] \
+        if b'"numbers"' in joined or b'"dropped"' in joined else []
     if several:
         _several_numbers(columns, several, [contacts[row] for row in several],
                          [raw_statuses[kept[row]] for row in several])

@@ -589,12 +589,15 @@ class Store:
             self.redis.unlink(*copies.values())
 
     def contact_ids(self, cid: str) -> list[int]:
-        return sorted(int(_text(key)) for key in self.redis.hkeys(Keys.contacts(cid)))
+        return sorted(map(int, self.redis.hkeys(Keys.contacts(cid))))  # int() reads bytes and str alike
 
     def hash_raw(self, key: str, fields: Sequence[str]) -> list[bytes | None]:
         if not fields:
             return []
-        return [raw.encode() if isinstance(raw, str) else raw for raw in self.redis.hmget(key, list(fields))]
+        raws = self.redis.hmget(key, list(fields))
+        if not self.redis.get_encoder().decode_responses:
+            return raws  # type: ignore[return-value]  # bytes already
+        return [raw.encode() if isinstance(raw, str) else raw for raw in raws]
 
     def hash_json(self, key: str, fields: Sequence[str]) -> list[dict[str, Any] | None]:
         if not fields:
