@@ -305,23 +305,41 @@ def iter_attempt_batches(store: Store, snapshot: Snapshot, spec: ReportSpec) -> 
         yield columns
 
 
-def iso_times(seconds: list[Any] | pa.Array, timezone: str) -> list[str | None]:
-    """Unix seconds as ISO 8601 with the zone's offset ("2026-11-21T14:03:09-05:00"); None stays None."""
+def iso_time_array(seconds: list[Any] | pa.Array, timezone: str) -> pa.Array:
+    """Unix seconds as ISO 8601 text with the zone's offset ("2026-11-21T14:03:09-05:00"); None stays None.
+
+    Seconds are cut to the whole second below, as pandas' ``to_datetime(unit="s")`` and
+    ``floor("s")`` do; the text is Arrow's cast of the local time, with the offset appended.
+    """
     if isinstance(seconds, pa.Array):
-        values = pd.Series(seconds.cast(pa.float64()).to_numpy(zero_copy_only=False))
+        values = seconds.cast(pa.float64()).to_numpy(zero_copy_only=False)
     else:
-        values = pd.to_numeric(pd.Series(seconds, dtype=object), errors="coerce")
-    missing = values.isna().to_numpy()
-    utc = pd.to_datetime(values, unit="s", utc=True).dt.floor("s")
-    local = utc.dt.tz_convert(timezone).dt.tz_localize(None)
-    offsets = (local - utc.dt.tz_localize(None)).dt.total_seconds().fillna(0).astype("int64").to_numpy()
-    text = np.datetime_as_string(local.to_numpy().astype("datetime64[s]"), unit="s").astype(object)
-    unique, index = np.unique(offsets, return_inverse=True)
-    labels = np.array([("+" if offset >= 0 else "-") + "{:02d}:{:02d}".format(*divmod(abs(offset) // 60, 60))
-                       for offset in unique], dtype=object)
-    out = text + labels[index]
-    out[missing] = None
-    return list(out)
+        values = pd.to_numeric(pd.Series(seconds, dtype=object), errors="coerce").to_numpy(np.float64, na_value=np.nan)
+    missing = np.isnan(values)
+    values = np.where(missing, 0.0, values)
+    base = values.astype(np.int64)
+    fraction = np.round(values - base, 9)  # pandas' rounding of the fraction, then the floor
+    whole = base + (fraction >= 1) - (fraction < 0)
+    if timezone == "UTC":
+        local, offsets = whole, None
+    else:
+        utc = pd.to_datetime(whole, unit="s", utc=True)
+        local = utc.tz_convert(timezone).tz_localize(None).as_unit("s").asi8
+        offsets = local - whole
+    text = pc.binary_replace_slice(pa.array(local, pa.timestamp("s")).cast(pa.string()), 10, 11, "T")
+    if offsets is None:
+        labelled = pc.binary_join_element_wise(text, "+00:00", "")
+    else:
+        unique, index = np.unique(offsets, return_inverse=True)
+        labels = pa.array([("+" if offset >= 0 else "-") + "{:02d}:{:02d}".format(*divmod(abs(int(offset)) // 60, 60))
+                           for offset in unique], pa.string())
+        labelled = pc.binary_join_element_wise(text, labels.take(pa.array(index.ravel())), "")
+    return pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), labelled)
+
+
+def iso_times(seconds: list[Any] | pa.Array, timezone: str) -> list[str | None]:
+    """``iso_time_array`` as a list."""
+    return iso_time_array(seconds, timezone).to_pylist()
 
 
 def _time_columns(spec: ReportSpec) -> tuple[str, ...]:
@@ -345,7 +363,7 @@ def _arrow(spec: ReportSpec, columns: Columns, *, text_times: bool) -> pa.Table:
             arrays[name] = values.cast(_ARROW_TYPES.get(name, pa.string()) if name != _sip_column(spec) else pa.int32())
         elif name in _time_columns(spec):
             if text_times:
-                arrays[name] = pa.array(iso_times(values, spec.timezone), type=pa.string())
+                arrays[name] = iso_time_array(values, spec.timezone)
             else:
                 seconds = values.cast(pa.float64()) if isinstance(values, pa.Array) else \
                     pa.array(values, type=pa.float64())
@@ -369,12 +387,35 @@ def _arrow(spec: ReportSpec, columns: Columns, *, text_times: bool) -> pa.Table:
     return pa.table(arrays)
 
 
+#: The first bytes of ``FORMULA_START`` (all ASCII, so a UTF-8 string starts with one exactly when it matches).
+_FORMULA_FIRST_BYTES = np.frombuffer(b"=+-@\t\r", np.uint8)
+
+
+def _may_start_a_formula(column: pa.ChunkedArray) -> bool:
+    """Whether any cell of a string column starts with a ``FORMULA_START`` byte, read off Arrow's
+    buffers (a regex over every cell of every column cost a tenth of the CSV export)."""
+    for chunk in column.chunks:
+        _, offsets_buffer, data_buffer = chunk.buffers()
+        if data_buffer is None or len(chunk) == 0:
+            continue
+        width = np.dtype(np.int64 if pa.types.is_large_string(chunk.type) else np.int32)
+        offsets: np.ndarray[Any, np.dtype[np.int64]] = np.frombuffer(
+            offsets_buffer, width, len(chunk) + 1, chunk.offset * width.itemsize)
+        data = np.frombuffer(data_buffer, np.uint8)
+        starts = offsets[:-1][offsets[1:] > offsets[:-1]]  # non-empty cells (null cells are left as they are)
+        if len(starts) and np.isin(data[starts], _FORMULA_FIRST_BYTES).any():
+            return True
+    return False
+
+
 def neutralise(table: pa.Table) -> pa.Table:
     """Prefix cells a spreadsheet would run as a formula with an apostrophe; E.164 numbers stay as they are."""
     for index, field in enumerate(table.schema):
         if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
             continue
         column = table.column(index)
+        if not _may_start_a_formula(column):
+            continue
         risky = pc.and_(pc.match_substring_regex(column, FORMULA_START.pattern),
                         pc.invert(pc.match_substring_regex(column, E164.pattern)))
         if pc.any(risky).as_py():
