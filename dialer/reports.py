@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
+import pyarrow.ipc as pa_ipc
 import pyarrow.parquet as pq
 
 from . import report_arrow, xlsx
@@ -475,28 +476,59 @@ class _CsvWriter(_Writer):
         self.handle.close()
 
 
+#: Report columns with about one value per row: a dictionary page for them is built, then dropped
+#: (profile of the 1M Parquet export: encoding 11%; without these dictionaries a third less).
+_PARQUET_PLAIN_COLUMNS = frozenset({"contact_id", "phone_e164", "phones", "phone_used", *TIME_COLUMNS,
+                                    *ATTEMPT_TIME_COLUMNS, "talk_s", "sip_call_id", "transcript", "room"})
+
+
 class _ParquetWriter(_Writer):
     def __init__(self, spec: ReportSpec, path: Path) -> None:
         super().__init__(spec, path)
         self.writer: Any = None
 
     def write(self, columns: Columns) -> None:
-        table = _arrow(self.spec, columns, text_times=False)
+        self.write_table(_arrow(self.spec, columns, text_times=False))
+
+    def write_table(self, table: pa.Table) -> None:
         if self.writer is None:
             metadata = {b"dialer.report_timezone": self.spec.timezone.encode(),
                         b"dialer.campaign_id": self.spec.record.id.encode()}
             table = table.replace_schema_metadata(metadata)
-            self.writer = pq.ParquetWriter(self.path, table.schema)
+            plain = _PARQUET_PLAIN_COLUMNS | {self.spec.record.phone_column}
+            self.writer = pq.ParquetWriter(self.path, table.schema,
+                                           use_dictionary=[name for name in table.column_names if name not in plain])
         self.writer.write_table(table.cast(self.writer.schema))
-
-    def write_batch(self, batch: pa.RecordBatch) -> None:
-        self.writer.write_batch(batch)
 
     def close(self) -> None:
         if self.writer is None:
             empty: Columns = {name: [] for name in self.spec.columns()}
             self.write(empty)
         self.writer.close()
+
+
+class _ArrowPartWriter(_Writer):
+    """A helper process's share of a Parquet report, as an Arrow IPC stream: the parent then
+    encodes Parquet once, instead of decoding a Parquet part and encoding it again."""
+
+    def __init__(self, spec: ReportSpec, path: Path) -> None:
+        super().__init__(spec, path)
+        self.sink = pa.OSFile(str(path), "wb")
+        self.writer: Any = None
+        self.schema: pa.Schema | None = None
+
+    def write(self, columns: Columns) -> None:
+        table = _arrow(self.spec, columns, text_times=False)
+        if self.schema is None:
+            self.schema = table.schema
+            self.writer = pa_ipc.new_stream(self.sink, table.schema)
+        self.writer.write_table(table.cast(self.schema))
+
+    def close(self) -> None:
+        if self.writer is None:
+            self.write({name: [] for name in self.spec.columns()})
+        self.writer.close()
+        self.sink.close()
 
 
 class _XlsxWriter(_Writer):
@@ -638,7 +670,8 @@ def _write_in_parallel(store: Store, snapshot: Snapshot, spec: ReportSpec, fmt: 
     context = multiprocessing.get_context("fork")
     results = context.Queue()
     with tempfile.TemporaryDirectory(prefix="dialer-report-", dir=writer.path.parent) as scratch:
-        part_paths = [Path(scratch) / f"part-{index}.{fmt.value}" for index in range(len(shares))]
+        suffix = "csv" if fmt is Format.CSV else "arrows"
+        part_paths = [Path(scratch) / f"part-{index}.{suffix}" for index in range(len(shares))]
         children = [
             context.Process(target=_write_part, args=(store, snapshot, spec, fmt, shares[i], part_paths[i], results))
             for i in range(1, len(shares))
@@ -664,7 +697,7 @@ def _write_part(store: Store, snapshot: Snapshot, spec: ReportSpec, fmt: Format,
                 part_path: Path, results: Any) -> None:
     try:
         writer: _Writer = _CsvWriter(spec, part_path, head=False) if fmt is Format.CSV else \
-            _ParquetWriter(spec, part_path)
+            _ArrowPartWriter(spec, part_path)
         rows = _write_batches(store, snapshot, spec, writer, None, ids)
         writer.close()
         results.put(rows)
@@ -678,5 +711,6 @@ def _append_part(writer: _Writer, fmt: Format, part_path: Path) -> None:
         writer.append_file(part_path)
     else:
         assert isinstance(writer, _ParquetWriter)
-        for batch in pq.ParquetFile(part_path).iter_batches(batch_size=BATCH):
-            writer.write_batch(batch)
+        with pa.OSFile(str(part_path)) as source, pa_ipc.open_stream(source) as reader:
+            for batch in reader:  # one report batch at a time: memory stays bounded by the batch
+                writer.write_table(pa.Table.from_batches([batch]))
