@@ -179,7 +179,7 @@ class Snapshot:
 
     def status_records(self, contact_ids: Sequence[int]) -> list[bytes | None]:
         """The statuses as stored (JSON bytes), for a reader that decodes a batch at once."""
-        return self.store.hash_raw(self.keys["status"], [str(i) for i in contact_ids])
+        return self.store.hash_raw(self.keys["status"], contact_ids)
 
     def result_records(self, members: Sequence[str]) -> list[bytes | None]:
         return self.store.hash_raw(self.keys["results"], members)
@@ -591,7 +591,9 @@ class Store:
     def contact_ids(self, cid: str) -> list[int]:
         return sorted(map(int, self.redis.hkeys(Keys.contacts(cid))))  # int() reads bytes and str alike
 
-    def hash_raw(self, key: str, fields: Sequence[str]) -> list[bytes | None]:
+    def hash_raw(self, key: str, fields: Sequence[str] | Sequence[int]) -> list[bytes | None]:
+        """The fields' values as stored; int fields are sent as their decimal text (by hiredis, not
+        a Python loop)."""
         if not fields:
             return []
         raws = self.redis.hmget(key, list(fields))
@@ -696,7 +698,7 @@ class Store:
 
     def contact_records(self, cid: str, ids: Sequence[int]) -> list[bytes | None]:
         """The contacts as stored (JSON bytes)."""
-        return self.hash_raw(Keys.contacts(cid), [str(i) for i in ids])
+        return self.hash_raw(Keys.contacts(cid), ids)
 
     def contacts(self, cid: str, ids: Sequence[int]) -> list[dict[str, Any] | None]:
         if not ids:
