@@ -676,6 +676,10 @@ def _write_in_parallel(store: Store, snapshot: Snapshot, spec: ReportSpec, fmt: 
     first = round(len(ids) * weight / (weight + processes - 1))
     share = max(1, -(-(len(ids) - first) // (processes - 1)))
     shares = [ids[:first], *(ids[start : start + share] for start in range(first, len(ids), share))]
+    # pyarrow imports pandas on its first conversion of Python or NumPy values (0.4 s); done once
+    # here, the forked helpers inherit it instead of each importing it again.
+    import pandas  # noqa: F401
+
     context = multiprocessing.get_context("fork")
     results = context.Queue()
     with tempfile.TemporaryDirectory(prefix="dialer-report-", dir=writer.path.parent) as scratch:
