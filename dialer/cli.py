@@ -6,11 +6,13 @@ ever added, never renamed.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated, Any
 
 import redis
 import typer
@@ -18,17 +20,38 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import control, metrics, reports, webhook_sender
+from . import metrics, reports
 from . import preview as preview_mod
 from .config import load_config
-from .doctor import Verdict, run_checks
 from .errors import DialerError, UserError
-from .ingest import ingest_file
 from .reports import Format
 from .settings import get_settings
 from .store import Store
 from .tables import status_table
 from .webhooks import check_endpoints
+
+
+def _lazy(name: str) -> ModuleType:
+    """``name``, imported on its first attribute access (the importlib recipe): the heavy modules
+    campaigns, ingest and the doctor need (pandas, phonenumbers, livekit) cost a report export
+    half a second of start-up before its work begins."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.loader is not None
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+if TYPE_CHECKING:
+    from . import control, ingest, webhook_sender
+    from . import doctor as doctor_mod
+else:
+    control, doctor_mod, ingest, webhook_sender = (
+        _lazy(f"{__package__}.{name}") for name in ("control", "doctor", "ingest", "webhook_sender"))
 
 app = typer.Typer(help="Batch outbound dialer for AI voice agents.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -103,7 +126,7 @@ def campaign_create(
         disable=as_json or not err_console.is_terminal,
     ) as bar:
         task = bar.add_task("ingest", total=None)
-        summary = ingest_file(
+        summary = ingest.ingest_file(
             store,
             file,
             campaign_config,
@@ -538,15 +561,16 @@ def webhooks_replay(
 @app.command("doctor")
 def doctor(as_json: JsonFlag = False) -> None:
     """Check Redis, workers, beat, the pacer, LiveKit and the trunk; say what to fix (exit 1 on a failure)."""
-    checks = run_checks(get_settings())
-    failed = any(check.verdict is Verdict.FAIL for check in checks)
+    checks = doctor_mod.run_checks(get_settings())
+    failed = any(check.verdict is doctor_mod.Verdict.FAIL for check in checks)
     if as_json:
         print_json({"ok": not failed, "checks": [check.to_json_dict() for check in checks]})
     else:
         table = Table(title="dialer doctor")
         for column in ("check", "", "detail", "what to do"):
             table.add_column(column, overflow="fold")
-        marks = {Verdict.OK: "[green]ok[/]", Verdict.WARN: "[yellow]warn[/]", Verdict.FAIL: "[red]FAIL[/]"}
+        verdict = doctor_mod.Verdict
+        marks = {verdict.OK: "[green]ok[/]", verdict.WARN: "[yellow]warn[/]", verdict.FAIL: "[red]FAIL[/]"}
         for check in checks:
             table.add_row(check.name, marks[check.verdict], check.detail, check.fix)
         console.print(table)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -97,17 +98,33 @@ def read_statuses(raws: Sequence[bytes | None]) -> pa.Table:
     return read_records([raw or b"{}" for raw in raws], STATUS_SCHEMA)
 
 
+def result_rows(status: pa.Table) -> tuple[list[str], pa.Array]:
+    """The call results a batch needs: their members (``status.result``, in row order) and, per
+    row, the position of its result among them (null for a row without one), for ``take``."""
+    members = status.column("result").combine_chunks()
+    has = pc.fill_null(pc.not_equal(members, ""), False).to_numpy(zero_copy_only=False)
+    positions = np.full(len(has), -1, dtype=np.int64)
+    positions[has] = np.arange(int(has.sum()), dtype=np.int64)
+    return members.filter(pa.array(has)).to_pylist(), pa.array(positions, mask=~has)
+
+
 def contact_columns(*, source_columns: Sequence[str], phone_column: str, captured: Sequence[str],
                     contacts: Sequence[bytes], status: pa.Table, results: Sequence[bytes | None],
-                    full_transcript: bool, transcript_chars: int) -> dict[str, pa.Array]:
+                    result_index: pa.Array, full_transcript: bool, transcript_chars: int) -> dict[str, pa.Array]:
     """The contact report's columns for one batch, in report order, as Arrow arrays.
 
     ``contacts`` are the raw records of the contacts that exist, ``status`` their statuses
-    (``read_statuses``) and ``results`` their raw call results, None where there is none.
+    (``read_statuses``), ``results`` the raw call results the rows point at (None for one that
+    is missing) and ``result_index`` each row's position in ``results`` (``result_rows``).
     """
     variables = [name for name in source_columns if name != phone_column]
     contact = read_records(contacts, contact_schema(variables))
-    result = read_records([raw or b"{}" for raw in results], result_schema(captured))
+    # Kept whole, the transcript is taken from the stored JSON below: Arrow need not parse its turns.
+    schema = result_schema(captured)
+    if full_transcript:
+        schema = schema.remove(schema.get_field_index("transcript"))
+    records = [raw or b"{}" for raw in results]
+    result = read_records(records, schema).take(result_index)
     if not contact.num_rows == status.num_rows == result.num_rows:
         raise pa.ArrowInvalid("contacts, statuses and results of a batch differ in length")
     bag = _column(contact, "variables")
@@ -152,9 +169,9 @@ def contact_columns(*, source_columns: Sequence[str], phone_column: str, capture
         "talk_s": _first(st["talk_s"], rs["talk_s"], default=0.0),
         "sip_call_id": _first(st["sip_call_id"], rs["sip_call_id"], default=""),
     })
-    if full_transcript:  # the turns exactly as stored, as JSON text
-        turns = [orjson.loads(raw).get("transcript") or [] if raw else [] for raw in results]
-        columns["transcript"] = pa.array([orjson.dumps(t).decode() for t in turns], _STR)
+    if full_transcript:  # the turns exactly as stored, as JSON text; "[]" where there are none
+        texts = pa.array([orjson.dumps(orjson.loads(raw).get("transcript") or []).decode() for raw in records], _STR)
+        columns["transcript"] = texts.take(result_index).fill_null("[]")
     else:
         columns["transcript"] = transcript_text(rs["transcript"], transcript_chars)
     return columns

@@ -214,6 +214,19 @@ def test_parallel_export_equals_the_serial_one(
     assert not list(tmp_path.glob("dialer-report-*"))  # the part files are gone
 
 
+def test_a_parallel_parquet_export_reads_back_as_the_same_table_as_a_serial_one(
+    finished: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serial_dir = tmp_path / "serial"
+    serial_dir.mkdir()
+    serial = pq.read_table(export(finished, serial_dir, Format.PARQUET, processes=1))
+    monkeypatch.setattr(reports, "BATCH", 4)  # the helper's share arrives in several Arrow batches
+    monkeypatch.setattr(reports, "PARALLEL_MIN_CONTACTS", 0)
+    parallel = pq.read_table(export(finished, tmp_path, Format.PARQUET, processes=2))
+    assert parallel.num_rows == 18
+    assert parallel.equals(serial, check_metadata=True)  # transcripts, types and the zone metadata too
+
+
 def test_attempts_stopped_before_the_invite_are_marked_and_left_out_of_the_hours(
     redis_url: str, tmp_path: Path
 ) -> None:
