@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -72,15 +72,16 @@ class CallingWindow(BaseModel):
             raise ValueError(f"start {self.start} must be before end {self.end}")
         return self
 
-    @property
+    # Computed once per window (it is frozen): the pacer and the dialer ask per contact.
+    @cached_property
     def start_minute(self) -> int:
         return _parse_clock(self.start)
 
-    @property
+    @cached_property
     def end_minute(self) -> int:
         return _parse_clock(self.end)
 
-    @property
+    @cached_property
     def weekday_numbers(self) -> frozenset[int]:
         return frozenset(WEEKDAYS.index(day) for day in self.days)
 
