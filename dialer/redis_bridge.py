@@ -14,13 +14,15 @@ Scripts (``register_script``) work unchanged: redis-py's ``Script`` calls ``eval
 NOSCRIPT, ``script_load`` through this client. A ``pipeline(transaction=False)`` made inside
 ``bridge.run`` joins the shared round trip as a group; one of its scripts that the server does
 not know (after a restart) failed alone and is loaded and sent again alone. Anywhere else, and
-for transactions, this is the plain synchronous client.
+for transactions, this is the plain synchronous client. One event loop at a time uses it (a
+worker's LiveKit loop).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +32,21 @@ from redis.exceptions import NoScriptError
 
 from . import bridge
 
-#: Client methods that are not one command each, so never queued.
+#: Command methods that are not one command each, so never queued.
 _NOT_QUEUED = frozenset({"pipeline", "transaction", "pubsub", "monitor", "lock", "register_script"})
+
+
+@functools.cache
+def _queueable(name: str) -> bool:
+    """A redis-py command method (defined by one of ``redis.commands``' classes) that a pipeline
+    buffers as one command: not a helper such as ``get_encoder``, which a pipeline would run at
+    once and so shift every reply after it."""
+    if name in _NOT_QUEUED or name.endswith("_iter"):
+        return False
+    for klass in redis.Redis.__mro__:
+        if name in vars(klass):
+            return klass.__module__.startswith("redis.commands")
+    return False
 
 
 @dataclass
@@ -68,7 +83,7 @@ class BridgedRedis:
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self.sync, name)
-        if not bridge.bridged() or name in _NOT_QUEUED or name.endswith("_iter") or not callable(target):
+        if not bridge.bridged() or not _queueable(name):
             return target
 
         def queued(*args: Any, **kwargs: Any) -> Any:
@@ -103,7 +118,11 @@ class BridgedRedis:
         for group in groups:
             for name, args, kwargs in group.commands:
                 getattr(pipe, name)(*args, **kwargs)
-        return pipe.execute(raise_on_error=False)
+        replies = pipe.execute(raise_on_error=False)
+        if len(replies) != sum(len(group.commands) for group in groups):
+            # A call the pipeline did not buffer would hand every later caller another's reply.
+            raise RuntimeError("a shared round trip got a different number of replies than commands")
+        return replies
 
     def _deliver(self, groups: list[_Group], done: asyncio.Future[list[Any]]) -> None:
         failure = done.exception()
@@ -138,6 +157,9 @@ class _Pipeline:
         self._commands: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
 
     def __getattr__(self, name: str) -> Any:
+        if not _queueable(name):
+            raise AttributeError(f"{name} is not a command a shared round trip can carry")
+
         def buffer(*args: Any, **kwargs: Any) -> _Pipeline:
             self._commands.append((name, args, kwargs))
             return self
