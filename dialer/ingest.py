@@ -232,7 +232,9 @@ def ingest_file(
     store.begin_campaign(cid, config, columns=fmt.columns, phone_column=phone_cols[0], phone_columns=phone_cols,
                          source=path.name)
     try:
-        _ingest_rows(store, path, fmt, config, summary, phone_cols, tz_col, variable_cols, progress, now)
+        with _Writer() as writer:
+            _ingest_rows(store, writer, path, fmt, config, summary, phone_cols, tz_col, variable_cols, progress, now)
+            writer.finish()
         if summary.rows == 0:
             raise IngestError(f"{path} has a header but no data rows")
     except BaseException:
@@ -250,22 +252,17 @@ class _RowNumbers:
         self._zones = zones
 
     def read(self, cells: list[str], tz_value: str) -> tuple[list[ContactNumber], tuple[str, ...], list[Dropped]]:
-        """(numbers kept, the zones they are called in, numbers dropped with reason and detail).
+        """A row of several phone cells (or none; one cell goes through ``read_one``): (numbers kept,
+        the zones they are called in, numbers dropped with reason and detail).
 
         Every number of a contact is called in one calling window: a number whose zones
         cannot share one with the numbers before it is dropped (no_common_window).
         """
-        if len(cells) == 1:
-            got = self.read_one(cells[0], tz_value)
-            if isinstance(got, dict):
-                return [], (), [got]
-            info, extension, zones = got
-            return [ContactNumber(info.e164, extension, info.number_type, cells[0])], zones, []
         numbers: list[ContactNumber] = []
         dropped: list[dict[str, str]] = []
         contact_zones: tuple[str, ...] = ()
         seen: set[str] = set()
-        for raw in cells:  # several cells from here on
+        for raw in cells:
             if not raw.strip():
                 continue  # an empty secondary column is no number, not a bad one
             number, extension = split_extension(raw)
@@ -393,28 +390,14 @@ class _Writer:
         """Drop the writes not started and wait for the one running (before a failed ingest is discarded)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
 
 def _ingest_rows(
-    store: Store,
-    path: Path,
-    fmt: csvfile.CsvFormat,
-    config: CampaignConfig,
-    summary: IngestSummary,
-    phone_cols: list[str],
-    tz_col: str | None,
-    variable_cols: list[str],
-    progress: Progress | None,
-    now: datetime | None,
-) -> None:
-    writer = _Writer()
-    try:
-        _read_rows(store, writer, path, fmt, config, summary, phone_cols, tz_col, variable_cols, progress, now)
-        writer.finish()
-    finally:
-        writer.close()
-
-
-def _read_rows(
     store: Store,
     writer: _Writer,
     path: Path,
