@@ -195,7 +195,7 @@ class _Attempt:
     number_index: int = 0
     #: How many numbers the contact may move through (1 unless the campaign dials alternates).
     alternates: int = 1
-    #: Called when the attempt stops setting up (``Dialer.dial``).
+    #: Called at each INVITE: the attempt has stopped setting up (``Dialer.dial``).
     started: Callable[[], None] = field(default=lambda: None)
     #: Look in the room before dialing: Redis restarted (or failed over) since the attempt was
     #: queued, so a claim of it may have been lost with a call live in its room.
@@ -271,8 +271,7 @@ class Dialer:
 
     def dial(self, cid: str, contact_id: int, seq: int, started: Callable[[], None] | None = None) -> str:
         """Dial one queued attempt; returns what became of it (for logs and tests). ``started`` is
-        called once the attempt stops setting up: at its first INVITE, or when it waits for a
-        calls-per-second slot."""
+        called at each INVITE, once the attempt has stopped setting up."""
         campaign = self.campaign(cid)
         # The trunk is written once, with the start; a record read before it has none.
         trunk = campaign.trunk or self.store.trunk_of(cid)
@@ -315,7 +314,7 @@ class Dialer:
 
     async def _gated(self, cid: str, contact_id: int, seq: int) -> str:
         """One attempt through the setup gate: at most ``SETUP_GATE`` attempts of this process are
-        between their start and their first INVITE (or first wait for a calls-per-second slot).
+        between their start and their first INVITE (a wait for a calls-per-second slot included).
         Thousands started at once would otherwise go through each step together, every claim,
         then every room..., and the first INVITE would wait for the last claim."""
         if self._gate is None:

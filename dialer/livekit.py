@@ -112,15 +112,10 @@ class LiveKitGateway:
 
     def run(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
         """Run ``coro`` on the gateway's loop and wait for it: from this thread, or, inside
-        ``call``, from the attempt's greenlet while the loop goes on with the others."""
+        ``bridge.run`` on that loop, from the attempt's greenlet while the loop goes on with the others."""
         if bridge.bridged() and asyncio.get_running_loop() is self._loop:
             return bridge.wait(asyncio.wait_for(coro, timeout_s) if timeout_s is not None else coro)
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
-
-    def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run the synchronous ``fn(*args)`` on the gateway's loop as a coroutine (``bridge.run``)
-        and wait for it from this thread: its LiveKit requests and naps cost no thread hand-off."""
-        return self.run(bridge.run(fn, *args))
 
     def close(self) -> None:
         async def _close() -> None:

@@ -5,8 +5,8 @@ It runs every ``PACER_PERIOD_S`` from Celery beat, one active instance at a time
 concurrency limits and the calls-per-second budgets allow (the campaign's and the
 trunk's, the trunk's shared fairly between the campaigns on it), leaves those whose
 calling window is closed re-scored to its next opening, and hands the queued
-attempts to ``enqueue`` (the worker sends them as dial tasks). Re-attempts come back through the due set, never
-through Celery countdown/eta.
+attempts to ``enqueue`` (the worker sends them as dial tasks). Re-attempts come
+back through the due set, never through Celery countdown/eta.
 """
 
 from __future__ import annotations

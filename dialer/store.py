@@ -29,6 +29,8 @@ from .models import NEXT_NUMBER_OUTCOMES, OUTCOME_PREFERENCE, AttemptState, Camp
 from .redis_bridge import BridgedRedis
 from .webhooks import subscribed
 
+T = TypeVar("T")
+
 PREFIX = "dialer"
 #: Contacts written per Redis round trip by the ingest.
 WRITE_BATCH = 2_000
@@ -195,7 +197,6 @@ class Snapshot:
 #: How long a ledger write that records what happened to a call keeps trying through a Redis
 #: outage (a restart, a failover) before it gives up.
 REDIS_OUTAGE_S = 120.0
-T = TypeVar("T")
 #: The wait after a first failure (tenacity's back-off follows).
 OUTAGE_FIRST_WAIT_S = 0.2
 
