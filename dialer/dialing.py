@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 DIAL_TRIES = 3
 DIAL_RETRY_BASE_S = 0.2
 DIAL_RETRY_MAX_S = 3.0
-#: Tries of the calls that place nothing (create room, create dispatch).
+#: Tries of the call that places nothing (CreateRoom with the agent's dispatch).
 SETUP_TRIES = 3
 #: How long a contact refused for capacity waits before it is due again.
 CAPACITY_COOLDOWN_S = 5.0
@@ -295,7 +295,7 @@ class Dialer:
         try:
             self._window(attempt)
         except _Stop as stop:
-            return self._stop(attempt, None, stop)
+            return self._stop(attempt, stop)
         # The campaign's state, DNC and the claim are checked (and the lease renewed) by the
         # admission before each room set-up try and before each INVITE.
         return self._place_call(attempt)
@@ -400,19 +400,19 @@ class Dialer:
             self._factors[trunk] = cached
         return cached[1]
 
-    def _stop(self, attempt: _Attempt, dispatch_id: str | None, stop: _Stop) -> str:
+    def _stop(self, attempt: _Attempt, stop: _Stop, *, room_set_up: bool = False) -> str:
         self._end(attempt, stop.verdict, stop.outcome, counts=False, due_at=stop.due_at, reason=stop.reason,
                   invite_sent=attempt.invites > 0)
-        if dispatch_id is not None:
-            self._clean_up(attempt, dispatch_id)
+        if room_set_up:
+            self._clean_up(attempt)
         return stop.label
 
-    def _lost(self, attempt: _Attempt, dispatch_id: str | None, lost: _LostClaim) -> str:
+    def _lost(self, attempt: _Attempt, lost: _LostClaim) -> str:
         """The attempt was taken from this task: never dial; tidy up only what is ours alone."""
         log.warning("attempt %s is %s under another holder; this late task does not dial", attempt.member,
                     lost.state, extra=attempt.log_extra)
         if lost.state in (AttemptState.DONE, "missing"):
-            self._clean_up(attempt, dispatch_id)
+            self._clean_up(attempt)
         return f"lost_claim:{lost.state}"
 
     def _place_call(self, attempt: _Attempt) -> str:
@@ -425,7 +425,7 @@ class Dialer:
         except (api.ServerError, *TRANSIENT_ERRORS) as exc:
             refusal = _refusal(exc)
             if refusal is not None:
-                return self._handle_failure(attempt, None, refusal)
+                return self._handle_failure(attempt, refusal)
             log.warning("cannot read room %s before dialing (%s); left to the reconciler", attempt.room, exc,
                         extra=attempt.log_extra)
             return "room_unreadable"
@@ -434,47 +434,50 @@ class Dialer:
                         status, extra=attempt.log_extra)
             return "in_progress"
         try:
-            dispatch_id = self._set_up_room(attempt)
+            self._set_up_room(attempt)
         except _Stop as stop:
-            return self._stop(attempt, None, stop)
+            return self._stop(attempt, stop)
         except _LostClaim as lost:
-            return self._lost(attempt, None, lost)
+            return self._lost(attempt, lost)
         except (api.ServerError, *TRANSIENT_ERRORS) as exc:
             log.warning("could not set up room %s: %s", attempt.room, exc, extra=attempt.log_extra)
             refusal = _refusal(exc)
             if refusal is not None:
-                return self._handle_failure(attempt, None, refusal)
+                return self._handle_failure(attempt, refusal)
             self._end(attempt, "requeue", Outcome.CARRIER_ERROR, counts=False,
                       due_at=self.clock() + REQUEUE_DELAY_S, reason=f"room setup failed: {exc}",
                       invite_sent=False)
             self._count_ending(attempt, "setup_failed", f"LiveKit failed to set up the room ({exc})")
-            self._clean_up(attempt, None)
+            self._clean_up(attempt)
             return "setup_failed"
         attempt.caller_id = choose_caller_id(self.store, attempt.cid, attempt.config, attempt.number)
         try:
             info = self._dial_with_retries(attempt)
         except _Stop as stop:
-            return self._stop(attempt, dispatch_id, stop)
+            return self._stop(attempt, stop, room_set_up=True)
         except _LostClaim as lost:
-            return self._lost(attempt, dispatch_id, lost)
+            return self._lost(attempt, lost)
         except _RetryableFailure as failure:
-            return self._handle_failure(attempt, dispatch_id, failure.verdict)
+            return self._handle_failure(attempt, failure.verdict)
         except api.ServerError as exc:
             verdict = self._classify(attempt, exc)
             if verdict is None:
-                return self._resolve_unknown(attempt, dispatch_id, str(exc))
-            return self._handle_failure(attempt, dispatch_id, verdict)
+                return self._resolve_unknown(attempt, str(exc))
+            return self._handle_failure(attempt, verdict)
         except _UnknownOutcome as exc:
-            return self._resolve_unknown(attempt, dispatch_id, str(exc))
+            return self._resolve_unknown(attempt, str(exc))
         return self._answered(attempt, info.sip_call_id)
 
     def _look_before_dialing(self, attempt: _Attempt) -> str | None:
         """The callee's status in the attempt's room (the gateway retries reads by itself)."""
         return callee_status(self.gateway, attempt.room, attempt.identity)
 
-    def _set_up_room(self, attempt: _Attempt) -> str:
+    def _set_up_room(self, attempt: _Attempt) -> None:
+        """Create the attempt's room with its agent dispatched in the same request. A try whose
+        answer was lost is safe to repeat: LiveKit dispatches a room's agents only when it builds
+        the room, never for a CreateRoom of a live one (see ``LiveKitGateway.create_room``)."""
         metadata = dispatch_metadata(attempt.cid, attempt.contact_id, attempt.seq, attempt.contact, attempt.config,
-                                     attempt.number)
+                                     attempt.number).model_dump_json()
         agent_name = attempt.config.agent_name or self.settings.agent_name
         for retry in Retrying(
             retry=retry_if_exception_type(TRANSIENT_ERRORS) | retry_if_exception_type(api.ServerError),
@@ -485,15 +488,8 @@ class Dialer:
         ):
             with retry:
                 self._admit(attempt, "hold")  # still ours, and the lease covers this try
-                self.gateway.create_room(attempt.room, ROOM_EMPTY_TIMEOUT_S)
-                if retry.retry_state.attempt_number > 1:
-                    # An earlier CreateDispatch may have worked with its answer lost: a second one
-                    # would put two agents in the call.
-                    existing = self.gateway.find_dispatch(attempt.room, agent_name)
-                    if existing is not None:
-                        return existing
-                return self.gateway.create_dispatch(attempt.room, agent_name, metadata.model_dump_json())
-        raise AssertionError("unreachable")
+                self.gateway.create_room(attempt.room, ROOM_EMPTY_TIMEOUT_S, agent_name=agent_name,
+                                         agent_metadata=metadata)
 
     def _dial_with_retries(self, attempt: _Attempt) -> api.SIPParticipantInfo:
         def before_sleep(state: RetryCallState) -> None:
@@ -569,7 +565,7 @@ class Dialer:
         self._tripped(attempt, tripped)
         return "answered" if moved == "ok" else f"answered:{moved}"
 
-    def _handle_failure(self, attempt: _Attempt, dispatch_id: str | None, verdict: Verdict) -> str:
+    def _handle_failure(self, attempt: _Attempt, verdict: Verdict) -> str:
         # The SIP result goes into the ledger first: a crash during the cleanup must not turn a
         # person's 603 into a carrier-error retry.
         rule = verdict.rule
@@ -598,10 +594,10 @@ class Dialer:
         if attempt.invites:
             failure = verdict.sip_class.value if verdict.sip_class.value in BREAKER_REASONS else ""
             self._count_ending(attempt, failure, verdict.reason)
-        self._clean_up(attempt, dispatch_id)
+        self._clean_up(attempt)
         return verdict.sip_class.value
 
-    def _resolve_unknown(self, attempt: _Attempt, dispatch_id: str | None, why: str) -> str:
+    def _resolve_unknown(self, attempt: _Attempt, why: str) -> str:
         """Find out from LiveKit what became of a dial whose response was lost (I1).
 
         Closed only on positive evidence: the callee answered, or the room was seen without the
@@ -625,7 +621,7 @@ class Dialer:
                 empty_looks += 1
                 empty_since = empty_since or time.monotonic()
                 if empty_looks >= NO_CALL_LOOKS and time.monotonic() - empty_since >= settle_s:
-                    return self._settle_no_call(attempt, dispatch_id, why)
+                    return self._settle_no_call(attempt, why)
             elif status != "unknown":
                 seen = True
             self.sleep(RESOLVE_POLL_S)
@@ -633,10 +629,8 @@ class Dialer:
                     extra=attempt.log_extra)
         return "unknown:reconciler"
 
-    def _settle_no_call(self, attempt: _Attempt, dispatch_id: str | None, why: str) -> str:
+    def _settle_no_call(self, attempt: _Attempt, why: str) -> str:
         try:
-            if dispatch_id:
-                self.gateway.delete_dispatch(dispatch_id, attempt.room)
             self.gateway.delete_room(attempt.room)
         except (api.ServerError, *TRANSIENT_ERRORS) as exc:
             # The room might still get its callee; not settled until a later look shows it gone.
@@ -679,11 +673,9 @@ class Dialer:
         except (api.ServerError, *TRANSIENT_ERRORS):
             return "unknown"
 
-    def _clean_up(self, attempt: _Attempt, dispatch_id: str | None) -> None:
-        """Delete the room and the dispatch on every failure path."""
+    def _clean_up(self, attempt: _Attempt) -> None:
+        """Delete the room on every failure path: LiveKit ends its agent's job with it."""
         try:
-            if dispatch_id:
-                self.gateway.delete_dispatch(dispatch_id, attempt.room)
             self.gateway.delete_room(attempt.room)
         except (api.ServerError, *TRANSIENT_ERRORS) as exc:
             log.warning("cleanup of room %s failed: %s (it empties itself after %ss)", attempt.room,
@@ -724,11 +716,12 @@ def callee_status(gateway: LiveKitGateway, room: str, identity: str) -> str | No
 def finish_call(store: Store, call_id: str, result: CallResult, now: float | None = None) -> str:
     """Record a call's end, exactly once: the path the agent (and the sandbox) report through."""
     cid, contact_id, seq = DispatchMetadata.parse_call_id(call_id)
-    contact = store.contacts(cid, [contact_id])[0]
-    if result.outcome is Outcome.OPTED_OUT and contact:
-        # The number the callee was reached on (the contact's other numbers may be other people's).
-        dialed = (store.attempt(cid, f"{contact_id}:{seq}") or {}).get("number")
-        store.dnc_add([dialed or contact["phone_e164"]])
+    if result.outcome is Outcome.OPTED_OUT:
+        contact = store.contacts(cid, [contact_id])[0]
+        if contact:
+            # The number the callee was reached on (the contact's other numbers may be other people's).
+            dialed = (store.attempt(cid, f"{contact_id}:{seq}") or {}).get("number")
+            store.dnc_add([dialed or contact["phone_e164"]])
     record = store.get_campaign(cid)
     ended = result.ended_at or now or time.time()
     due_at, skipped = callback_due(result, ended)
@@ -739,7 +732,7 @@ def finish_call(store: Store, call_id: str, result: CallResult, now: float | Non
         fields={"answered_at": result.answered_at, "ended_at": ended, "talk_s": result.talk_s,
                 "disposition": result.disposition, "sip_call_id": result.sip_call_id,
                 "reason": result.error or result.disposition, "callback_skipped": skipped or None},
-        result=result.model_dump(mode="json"),
+        result=result.model_dump(mode="json"), trunk=record.trunk or None,
     )
 
 

@@ -33,7 +33,7 @@ SIP_KIND = 3
 SAFE_TRIES = 3
 #: How long a signed access token is reused for requests with the same grants (they live 6 h).
 TOKEN_REUSE_S = 300.0
-#: Signed tokens kept at most (most are one room's: its look, dispatch and cleanup share one).
+#: Signed tokens kept at most (most are one room's: its look and its cleanup share one).
 TOKEN_CACHE_SIZE = 20_000
 
 
@@ -72,7 +72,7 @@ def _transient(exc: BaseException) -> bool:
 
 
 #: Reads and deletes give the same result when repeated, so a transient failure is tried again
-#: here, once, for every caller. Never used for CreateSIPParticipant or CreateDispatch.
+#: here, once, for every caller. Never used for CreateSIPParticipant.
 _idempotent: Callable[[Callable[..., T]], Callable[..., T]] = retry(
     retry=retry_if_exception(_transient),
     wait=wait_random_exponential(multiplier=0.1, max=0.5),
@@ -106,7 +106,7 @@ class LiveKitGateway:
         )
         client = api.LiveKitAPI(self._url, self._key, self._secret, session=self._session, failover=False)
         tokens = _TokenCache()
-        for service in (client.room, client.agent_dispatch, client.sip):
+        for service in (client.room, client.sip):
             service._auth_header = tokens.wrap(service._auth_header)  # type: ignore[method-assign]
         return client
 
@@ -130,9 +130,18 @@ class LiveKitGateway:
 
     # -- the calls the dialer makes --------------------------------------------------
 
-    def create_room(self, name: str, empty_timeout_s: int, max_participants: int = 10) -> None:
-        request = api.CreateRoomRequest(name=name, empty_timeout=empty_timeout_s,
-                                        max_participants=max_participants)
+    def create_room(self, name: str, empty_timeout_s: int, *, agent_name: str, agent_metadata: str,
+                    max_participants: int = 10) -> None:
+        """CreateRoom with the agent dispatched in the same request (``CreateRoomRequest.agents``).
+
+        LiveKit launches a room's agents only when it builds the room (livekit-server
+        ``pkg/rtc/room.go`` ``NewRoom``); a CreateRoom for a room that is already live returns it
+        and dispatches nothing (``pkg/service/roommanager.go`` ``getOrCreateRoom``). So the call
+        can be repeated after a lost answer without putting a second agent in the room (I1).
+        """
+        request = api.CreateRoomRequest(
+            name=name, empty_timeout=empty_timeout_s, max_participants=max_participants,
+            agents=[api.RoomAgentDispatch(agent_name=agent_name, metadata=agent_metadata)])
         self.run(self._api.room.create_room(request))
 
     @_idempotent
@@ -145,33 +154,6 @@ class LiveKitGateway:
                 return False
             raise
         return True
-
-    def create_dispatch(self, room: str, agent_name: str, metadata: str) -> str:
-        request = api.CreateAgentDispatchRequest(agent_name=agent_name, room=room, metadata=metadata)
-        dispatch = self.run(self._api.agent_dispatch.create_dispatch(request))
-        return str(dispatch.id)
-
-    @_idempotent
-    def find_dispatch(self, room: str, agent_name: str) -> str | None:
-        """The id of ``agent_name``'s dispatch in ``room``, if one exists."""
-        try:
-            dispatches = self.run(self._api.agent_dispatch.list_dispatch(room))
-        except api.ServerError as exc:
-            if exc.code == "not_found":
-                return None
-            raise
-        for dispatch in dispatches:
-            if dispatch.agent_name == agent_name:
-                return str(dispatch.id)
-        return None
-
-    @_idempotent
-    def delete_dispatch(self, dispatch_id: str, room: str) -> None:
-        try:
-            self.run(self._api.agent_dispatch.delete_dispatch(dispatch_id, room))
-        except api.ServerError as exc:
-            if exc.code != "not_found":
-                raise
 
     def dial(self, request: api.CreateSIPParticipantRequest) -> api.SIPParticipantInfo:
         """CreateSIPParticipant; raises ``api.SipCallError`` or a transport error."""

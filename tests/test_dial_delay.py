@@ -297,11 +297,11 @@ def test_the_rate_slot_is_taken_after_the_room_is_set_up(
     config = settings(redis_url, box)
     cid = start(store, config, tmp_path, [A])
     [(a, seq)] = queue(store, cid, [2])
-    set_faults(box, latency_s=0.4)  # every LiveKit request takes 0.4 s: room, dispatch, INVITE
+    set_faults(box, latency_s=0.4)  # every LiveKit request takes 0.4 s: room (with its agent), INVITE
     assert dialer(store, config, gateways).dial(cid, a, seq) == "answered"
     attempt = store.attempt(cid, f"{a}:{seq}") or {}
     [call] = invites_to(box, A)
-    assert attempt["last_invite_at"] - attempt["dial_started_at"] >= 0.8  # the set-up came first
+    assert attempt["last_invite_at"] - attempt["dial_started_at"] >= 0.4 - 0.01  # the set-up came first
     assert call["started_at"] - attempt["last_invite_at"] < 0.4 + 0.3  # then the slot, then the INVITE
 
 
@@ -410,35 +410,37 @@ def test_a_final_sip_outcome_is_recorded_before_the_room_is_cleaned_up(
     assert (status["state"], status["outcome"]) == ("final", "declined")
 
 
-class _DispatchReplyLost(LiveKitGateway):
-    """CreateDispatch does its work, then the reply is lost (a 503 from LiveKit) once."""
+class _RoomReplyLost(LiveKitGateway):
+    """CreateRoom (which dispatches the agent) does its work, then the reply is lost (a 503 from
+    LiveKit) once."""
 
     failed = False
 
-    def create_dispatch(self, room: str, agent_name: str, metadata: str) -> str:
-        dispatch_id = super().create_dispatch(room, agent_name, metadata)
+    def create_room(self, name: str, empty_timeout_s: int, **kwargs: Any) -> None:
+        super().create_room(name, empty_timeout_s, **kwargs)
         if not self.failed:
             self.failed = True
             raise api.TwirpError("unavailable", "reply lost", status=503)
-        return dispatch_id
 
 
-def test_a_retried_dispatch_never_puts_two_agents_in_one_call(
+def test_a_retried_room_set_up_never_puts_two_agents_in_one_call(
     store: Store, box: Sandbox, tmp_path: Path, redis_url: str, gateways: list[LiveKitGateway]
 ) -> None:
     config = settings(redis_url, box)
     cid, contact, seq = ringing_attempt(store, config, tmp_path)
     room = room_name(cid, contact, seq)
-    task = threading.Thread(target=dialer(store, config, gateways, _DispatchReplyLost,
+    task = threading.Thread(target=dialer(store, config, gateways, _RoomReplyLost,
                                           sleep=lambda s: None).dial, args=(cid, contact, seq))
     task.start()
     wait_for(lambda: invites_to(box, SLOW), timeout_s=10, what="the INVITE")
 
-    async def dispatches() -> int:
+    async def dispatches() -> list[Any]:
         async with api.LiveKitAPI(box.url, API_KEY, API_SECRET) as client:
-            return len(await client.agent_dispatch.list_dispatch(room))
+            return list(await client.agent_dispatch.list_dispatch(room))
 
-    assert asyncio.run(dispatches()) == 1
+    [dispatch] = asyncio.run(dispatches())
+    assert (dispatch.agent_name, json.loads(dispatch.metadata)["call_id"]) == (
+        config.agent_name, f"{cid}:{contact}:{seq}")
     task.join(timeout=20)
 
 

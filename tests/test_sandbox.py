@@ -258,6 +258,29 @@ def test_created_dispatch_is_listed_with_its_metadata(sandbox: Sandbox) -> None:
     assert [(d.id, d.agent_name, d.metadata) for d in listed] == [(created.id, "caller", '{"call_id": "x"}')]
 
 
+def test_a_room_created_with_agents_dispatches_them_once(sandbox: Sandbox) -> None:
+    """As livekit-server: a room's agents are dispatched when it is built; a CreateRoom of a live
+    room (a retry after a lost answer) dispatches nothing more."""
+    request = api.CreateRoomRequest(name="r1", agents=[
+        api.RoomAgentDispatch(agent_name="caller", metadata='{"call_id": "x"}')])
+
+    async def create_twice_and_list(c: api.LiveKitAPI) -> list[Any]:
+        await c.room.create_room(request)
+        await c.room.create_room(request)
+        return list(await c.agent_dispatch.list_dispatch("r1"))
+
+    [dispatch] = lk(sandbox, create_twice_and_list)
+    assert (dispatch.agent_name, dispatch.metadata, dispatch.room) == ("caller", '{"call_id": "x"}', "r1")
+
+
+def test_a_room_created_without_agents_lists_no_dispatch(sandbox: Sandbox) -> None:
+    async def create_and_list(c: api.LiveKitAPI) -> list[Any]:
+        await c.room.create_room(api.CreateRoomRequest(name="r1"))
+        return list(await c.agent_dispatch.list_dispatch("r1"))
+
+    assert lk(sandbox, create_and_list) == []
+
+
 def test_creating_a_dispatch_creates_its_room(sandbox: Sandbox) -> None:
     lk(sandbox, lambda c: c.agent_dispatch.create_dispatch(
         api.CreateAgentDispatchRequest(agent_name="caller", room="r1")))

@@ -30,7 +30,7 @@ from livekit.protocol import agent_dispatch, models, room, sip
 
 from .auth import Grants
 from .calls import CallSimulator
-from .rooms import RoomStore, new_id
+from .rooms import RoomState, RoomStore, new_id
 from .twirp import TwirpError
 
 
@@ -60,9 +60,18 @@ class LiveKitApi:
         ctx.grants.require_room_create()
         if not req.name:
             raise TwirpError("invalid_argument", "no room name")
+        is_new = self.rooms.get(req.name) is None
         state = self.rooms.create(req.name, empty_timeout_s=req.empty_timeout,
                                   departure_timeout_s=req.departure_timeout,
                                   max_participants=req.max_participants, metadata=req.metadata)
+        if is_new:
+            # The room's agents are dispatched when LiveKit builds the room (pkg/rtc/room.go
+            # NewRoom -> createAgentDispatchesFromRoomAgent), never for a CreateRoom of a live one
+            # (pkg/service/roommanager.go getOrCreateRoom returns it as it is). LiveKit also
+            # dispatches agents registered without a name to a room created with no `agents`; the
+            # sandbox runs no such agents and records none.
+            for agent in req.agents:
+                _add_dispatch(state, new_id("AD_"), agent)
         return state.info
 
     async def list_rooms(self, req: room.ListRoomsRequest, ctx: CallContext) -> room.ListRoomsResponse:
@@ -106,13 +115,7 @@ class LiveKitApi:
                               ctx: CallContext) -> agent_dispatch.AgentDispatch:
         ctx.grants.require_room_admin(req.room)
         state = self.rooms.get(req.room) or self.rooms.create(req.room)  # rooms auto-create
-        dispatch = agent_dispatch.AgentDispatch(
-            id=_dispatch_id(ctx.request_id), agent_name=req.agent_name, room=req.room,
-            metadata=req.metadata, attributes=dict(req.attributes),
-            state=agent_dispatch.AgentDispatchState(created_at=time.time_ns()),
-        )
-        state.dispatches[dispatch.id] = dispatch
-        return dispatch
+        return _add_dispatch(state, _dispatch_id(ctx.request_id), req)
 
     async def delete_dispatch(self, req: agent_dispatch.DeleteAgentDispatchRequest,
                               ctx: CallContext) -> agent_dispatch.AgentDispatch:
@@ -199,6 +202,16 @@ ROUTES: dict[str, Route] = {
     "livekit.SIP/TransferSIPParticipant": Route(sip.TransferSIPParticipantRequest,
                                                 LiveKitApi.transfer_sip_participant),
 }
+
+
+def _add_dispatch(state: RoomState, dispatch_id: str,
+                  req: agent_dispatch.CreateAgentDispatchRequest | agent_dispatch.RoomAgentDispatch,
+                  ) -> agent_dispatch.AgentDispatch:
+    dispatch = agent_dispatch.AgentDispatch(
+        id=dispatch_id, agent_name=req.agent_name, room=state.name, metadata=req.metadata,
+        attributes=dict(req.attributes), state=agent_dispatch.AgentDispatchState(created_at=time.time_ns()))
+    state.dispatches[dispatch.id] = dispatch
+    return dispatch
 
 
 def _dispatch_id(request_id: str) -> str:
