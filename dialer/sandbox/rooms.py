@@ -24,7 +24,7 @@ _ALPHABET = string.ascii_letters + string.digits
 
 def new_id(prefix: str) -> str:
     """A LiveKit-style id: ``RM_``, ``PA_``, ``AD_``, ``SCL_`` and 12 random characters."""
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(12))
+    return prefix + "".join(_ALPHABET[byte % len(_ALPHABET)] for byte in secrets.token_bytes(12))
 
 
 @dataclass(eq=False)
