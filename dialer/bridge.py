@@ -5,7 +5,7 @@ drive it from threads with their own clock and sleep. In a worker each attempt i
 its own greenlet on the LiveKit gateway's event loop (``run``): where the code would block on a
 LiveKit request or a nap (``wait``, ``sleep``), its greenlet hands the awaitable to the loop and
 is resumed with the result, so thousands of attempts share one thread without a thread hand-off
-per request. Redis calls stay synchronous (a loopback round trip is shorter than a switch).
+per request. Redis calls of a worker's store wait the same way (``redis_bridge``), sharing round trips.
 
 The same code outside ``run`` (a test's thread, the CLI) simply blocks as before.
 """

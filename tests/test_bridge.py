@@ -4,6 +4,7 @@ commands sharing round trips (dialer.redis_bridge), against a real redis-server.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
@@ -121,6 +122,54 @@ def test_a_script_the_server_lost_is_loaded_again_and_the_rest_of_the_pipeline_r
     assert client.get("bridge:others") == b"5" and client.get("bridge:runs") == b"5"
     client.script_flush()
     assert _run_bodies(lambda _: script(keys=["bridge:runs"]), 1) == [6]  # called alone, as redis-py does
+
+
+class _Threads(BridgedRedis):
+    """Notes which thread made each round trip."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        super().__init__(client)
+        self.threads: list[str] = []
+
+    def _round_trip(self, groups):  # type: ignore[no-untyped-def]
+        self.threads.append("loop" if threading.current_thread() is threading.main_thread() else "io")
+        return super()._round_trip(groups)
+
+
+#: Holds the server for ARGV[1] microseconds, as a slow or remote Redis would be.
+_BUSY = """local t = redis.call('TIME'); local start = t[1] * 1000000 + t[2]
+repeat local now = redis.call('TIME') until now[1] * 1000000 + now[2] - start >= tonumber(ARGV[1])
+return 1"""
+
+
+def test_round_trips_run_on_the_loop_while_fast_and_from_the_io_thread_after_a_slow_one(redis_url: str) -> None:
+    client = _Threads.from_url(redis_url)
+    client.inline_max_s = 0.02  # a ping on a busy test machine stays below it; the script does not
+    busy = client.register_script(_BUSY)
+    busy(args=[0])  # outside the bridge: loads the script
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.002)
+            ticks += 1
+
+    async def main() -> int:
+        running = asyncio.create_task(ticker())
+        await bridge.run(lambda: client.ping())  # fast: made on the loop's thread
+        await bridge.run(busy, args=[100_000])  # still on the loop (the last one was fast), and slow
+        before = ticks
+        await bridge.run(busy, args=[100_000])  # so this one goes from the I/O thread...
+        during = ticks - before  # ...and the loop ran on while Redis was busy
+        await bridge.run(lambda: client.ping())  # a fast one, still from the thread
+        await bridge.run(lambda: client.ping())  # and after it, back on the loop
+        running.cancel()
+        return during
+
+    during = asyncio.run(main())
+    assert client.threads == ["loop", "loop", "io", "io", "loop"]
+    assert during >= 5
 
 
 def test_a_redis_outage_is_raised_to_every_waiting_attempt_and_the_client_recovers(tmp_path: Path) -> None:
