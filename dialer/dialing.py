@@ -722,17 +722,19 @@ def finish_call(store: Store, call_id: str, result: CallResult, now: float | Non
             # The number the callee was reached on (the contact's other numbers may be other people's).
             dialed = (store.attempt(cid, f"{contact_id}:{seq}") or {}).get("number")
             store.dnc_add([dialed or contact["phone_e164"]])
-    record = store.get_campaign(cid)
     ended = result.ended_at or now or time.time()
     due_at, skipped = callback_due(result, ended)
+    # Only a callback reads the campaign's configuration (its max_callbacks); a final verdict
+    # needs no limit, so the common ending reads just the trunk.
+    max_callbacks = store.get_campaign(cid).config.max_callbacks if due_at is not None else 0
     return store.finalise(
         cid, f"{contact_id}:{seq}", [AttemptState.DIALING, AttemptState.IN_CALL], now=ended,
         verdict="final" if due_at is None else "callback", outcome=result.outcome, counts=True,
-        due_at=due_at or 0.0, max_attempts=record.config.max_attempts, max_callbacks=record.config.max_callbacks,
+        due_at=due_at or 0.0, max_callbacks=max_callbacks,
         fields={"answered_at": result.answered_at, "ended_at": ended, "talk_s": result.talk_s,
                 "disposition": result.disposition, "sip_call_id": result.sip_call_id,
                 "reason": result.error or result.disposition, "callback_skipped": skipped or None},
-        result=result.model_dump(mode="json"), trunk=record.trunk or None,
+        result=result.model_dump(mode="json"),
     )
 
 
