@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -102,13 +103,14 @@ def ringing(url: str, prefix: str) -> int:
 
 
 def run_peer(url: str, env: dict[str, str], tmp: Path, count: int, concurrency: int, ring_s: float,
-             poll_ringing: bool) -> dict[str, Any]:
+             poll_ringing: bool, extra: Sequence[str] = ()) -> dict[str, Any]:
     """The dial peer on the same sandbox and numbers; its CPU, RSS and (when asked) peak ringing."""
     clear_sandbox_calls(url)
     path = tmp / f"peer-numbers-{count}.txt"
     path.write_text("\n".join(numbers(count)) + "\n")
     peer = subprocess.Popen([sys.executable, str(ROOT / "bench" / "dial_peer.py"), "--url", url, "--numbers",
-                             str(path), "--concurrency", str(concurrency), "--ring-timeout", str(int(ring_s) + 10)],
+                             str(path), "--concurrency", str(concurrency), "--ring-timeout", str(int(ring_s) + 10),
+                             *extra],
                             env=env, cwd=ROOT, stdout=subprocess.PIPE)
     peak_rss = peak_ringing = 0.0
     cpu = 0.0
@@ -129,7 +131,7 @@ def run_peer(url: str, env: dict[str, str], tmp: Path, count: int, concurrency: 
 
 
 def run(pool: str, ring_s: float, contacts: int, tmp: Path, duration_s: float, py_spy: str | None = None,
-        peer: bool = True) -> dict[str, Any]:
+        peer: bool = True, peer_args: Sequence[str] = ()) -> dict[str, Any]:
     with ExitStack() as stack, local_redis() as redis_url:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -214,9 +216,9 @@ def run(pool: str, ring_s: float, contacts: int, tmp: Path, duration_s: float, p
         if ring_s:
             # Let our ringing calls end before the peer's are counted.
             wait_until(lambda: ringing(url, "dial-") == 0, ring_s + 30, "our calls to stop ringing")
-            theirs = run_peer(url, env, tmp, contacts, contacts, ring_s, poll_ringing=True)
+            theirs = run_peer(url, env, tmp, contacts, contacts, ring_s, poll_ringing=True, extra=peer_args)
         else:
-            theirs = run_peer(url, env, tmp, contacts, PEER_CONCURRENCY, ring_s, poll_ringing=False)
+            theirs = run_peer(url, env, tmp, contacts, PEER_CONCURRENCY, ring_s, poll_ringing=False, extra=peer_args)
         return {"ours": ours, "peer": theirs}
 
 
@@ -270,10 +272,13 @@ def main() -> None:
     parser.add_argument("--pools", default="threads", help="threads and/or prefork (prefork: no peer, no rows)")
     parser.add_argument("--skip", default="", help="'zero' or 'ring' to leave that run out")
     parser.add_argument("--py-spy", default=None, help="record the worker with py-spy (raw format) into FILE")
+    parser.add_argument("--peer-room-agents", action="store_true",
+                        help="the peer dispatches its agent in CreateRoom, as the dialer does (not the issue's peer)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="zero-ring runs (each ours, then the peer); the table takes the median run")
     add_json_out(parser)
     args = parser.parse_args()
+    peer_args = ["--room-agents"] if args.peer_room_agents else []
     table: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for pool in args.pools.split(","):
@@ -285,11 +290,12 @@ def main() -> None:
                     (Path(tmp) / f"zero-{index}").mkdir()
                     runs.append(run(pool, 0.0, args.contacts if main_pool else min(args.contacts, 300),
                                     Path(tmp) / f"zero-{index}", 300, py_spy=args.py_spy if main_pool else None,
-                                    peer=main_pool))
+                                    peer=main_pool, peer_args=peer_args))
                     print(json.dumps(runs[-1]), flush=True)
                 zero = median_run(runs)
             if args.skip != "ring":
-                ring = run(pool, args.ring_s, args.ring_contacts, Path(tmp), args.ring_s + 15, peer=main_pool)
+                ring = run(pool, args.ring_s, args.ring_contacts, Path(tmp), args.ring_s + 15, peer=main_pool,
+                           peer_args=peer_args)
                 print(json.dumps(ring), flush=True)
             if main_pool:
                 table += rows(zero, ring)

@@ -1,6 +1,7 @@
 """The dial peer (issue #11): what a plain asyncio loop over ``livekit-api`` places, as a user
 comparing would write it. For each contact: create the room, the agent dispatch and the SIP
-participant with ``wait_until_answered``, at most ``--concurrency`` contacts at a time. No
+participant with ``wait_until_answered``, at most ``--concurrency`` contacts at a time
+(``--room-agents``: the dispatch made by CreateRoom itself, as the dialer does). No
 ledger, no limits, no window, no DNC: the yardstick our per-attempt guarantees are measured
 against.
 
@@ -24,13 +25,17 @@ from livekit import api
 
 
 async def place(lk: api.LiveKitAPI, index: int, number: str, trunk: str, ring_timeout_s: int,
-                gate: asyncio.Semaphore) -> bool:
+                gate: asyncio.Semaphore, room_agents: bool = False) -> bool:
     room = f"peer-{os.getpid()}-{index}"
     async with gate:
         try:
-            await lk.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=60))
-            await lk.agent_dispatch.create_dispatch(
-                api.CreateAgentDispatchRequest(agent_name="peer-agent", room=room, metadata="{}"))
+            if room_agents:  # the agent dispatched by CreateRoom itself, as the dialer does
+                await lk.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=60, agents=[
+                    api.RoomAgentDispatch(agent_name="peer-agent", metadata="{}")]))
+            else:
+                await lk.room.create_room(api.CreateRoomRequest(name=room, empty_timeout=60))
+                await lk.agent_dispatch.create_dispatch(
+                    api.CreateAgentDispatchRequest(agent_name="peer-agent", room=room, metadata="{}"))
             request = api.CreateSIPParticipantRequest(
                 sip_trunk_id=trunk, sip_call_to=number, room_name=room, participant_identity=f"callee-{index}",
                 wait_until_answered=True, play_dialtone=False)
@@ -48,7 +53,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, float]:
     lk = api.LiveKitAPI(args.url, args.key, args.secret, session=session, failover=False)
     gate = asyncio.Semaphore(args.concurrency)
     started = time.monotonic()
-    done = await asyncio.gather(*(place(lk, i, n, args.trunk, args.ring_timeout, gate)
+    done = await asyncio.gather(*(place(lk, i, n, args.trunk, args.ring_timeout, gate, args.room_agents)
                                   for i, n in enumerate(numbers)))
     elapsed = time.monotonic() - started
     await lk.aclose()
@@ -66,6 +71,9 @@ def main() -> None:
     parser.add_argument("--trunk", default=os.environ.get("SIP_OUTBOUND_TRUNK_ID", "ST_peer"))
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--ring-timeout", type=int, default=30)
+    parser.add_argument("--room-agents", action="store_true",
+                        help="dispatch the agent in CreateRoom (two requests a contact, as the dialer) "
+                             "instead of the issue's separate CreateDispatch")
     print(json.dumps(asyncio.run(main_async(parser.parse_args()))), flush=True)
 
 
