@@ -273,14 +273,6 @@ def test_a_room_created_with_agents_dispatches_them_once(sandbox: Sandbox) -> No
     assert (dispatch.agent_name, dispatch.metadata, dispatch.room) == ("caller", '{"call_id": "x"}', "r1")
 
 
-def test_a_room_created_without_agents_lists_no_dispatch(sandbox: Sandbox) -> None:
-    async def create_and_list(c: api.LiveKitAPI) -> list[Any]:
-        await c.room.create_room(api.CreateRoomRequest(name="r1"))
-        return list(await c.agent_dispatch.list_dispatch("r1"))
-
-    assert lk(sandbox, create_and_list) == []
-
-
 def test_creating_a_dispatch_creates_its_room(sandbox: Sandbox) -> None:
     lk(sandbox, lambda c: c.agent_dispatch.create_dispatch(
         api.CreateAgentDispatchRequest(agent_name="caller", room="r1")))
