@@ -182,6 +182,8 @@ class _Attempt:
     claim: str = ""
     #: INVITEs this task sent for the attempt.
     invites: int = 0
+    #: A CreateRoom went out: the room (and its agent) may exist, so an ending deletes it.
+    room_requested: bool = False
     #: When this task claimed the attempt (monotonic clock).
     claimed_at: float = field(default_factory=time.monotonic)
     #: The number the callee sees, chosen once per attempt from the campaign's pool.
@@ -435,8 +437,8 @@ class Dialer:
             return "in_progress"
         try:
             self._set_up_room(attempt)
-        except _Stop as stop:
-            return self._stop(attempt, stop)
+        except _Stop as stop:  # refused before a retried CreateRoom: the first may have worked
+            return self._stop(attempt, stop, room_set_up=attempt.room_requested)
         except _LostClaim as lost:
             return self._lost(attempt, lost)
         except (api.ServerError, *TRANSIENT_ERRORS) as exc:
@@ -488,6 +490,7 @@ class Dialer:
         ):
             with retry:
                 self._admit(attempt, "hold")  # still ours, and the lease covers this try
+                attempt.room_requested = True
                 self.gateway.create_room(attempt.room, ROOM_EMPTY_TIMEOUT_S, agent_name=agent_name,
                                          agent_metadata=metadata)
 

@@ -444,6 +444,29 @@ def test_a_retried_room_set_up_never_puts_two_agents_in_one_call(
     task.join(timeout=20)
 
 
+def test_a_set_up_refused_after_a_lost_create_room_answer_deletes_the_room_and_its_agent(
+    store: Store, box: Sandbox, tmp_path: Path, redis_url: str, gateways: list[LiveKitGateway]
+) -> None:
+    config = settings(redis_url, box)
+    cid = start(store, config, tmp_path, [A])
+    [(a, seq)] = queue(store, cid, [2])
+
+    def operator(seconds: float) -> None:  # the operator pauses while the set-up waits to try again
+        control.pause(store, cid)
+
+    # The first CreateRoom made the room (and dispatched its agent) but its answer was lost; the
+    # retry's admission finds the campaign paused: nothing is dialed, and the room is not left
+    # behind with an agent waiting in it.
+    assert dialer(store, config, gateways, _RoomReplyLost, sleep=operator).dial(cid, a, seq) == "requeued:paused"
+    assert invites_to(box, A) == []
+
+    async def rooms() -> list[str]:
+        async with api.LiveKitAPI(box.url, API_KEY, API_SECRET) as client:
+            return [room.name for room in (await client.room.list_rooms(api.ListRoomsRequest())).rooms]
+
+    assert room_name(cid, a, seq) not in asyncio.run(rooms())
+
+
 # -- a lost claim (Redis back from an AOF cut by its last second) never dials again --------------
 
 
