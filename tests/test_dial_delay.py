@@ -79,11 +79,17 @@ def queue(store: Store, cid: str, contact_ids: list[int]) -> list[tuple[int, int
     return [(int(m.split(":")[0]), int(m.split(":")[1])) for m in members]
 
 
-def ringing_attempt(store: Store, config: Settings, tmp_path: Path) -> tuple[str, int, int]:
-    """A queued attempt to a callee who rings 3 s: (campaign id, contact id, seq)."""
-    cid = start(store, config, tmp_path, [SLOW], ring_timeout_s=5)
+def queued_attempt(store: Store, config: Settings, tmp_path: Path, number: str = A,
+                   **campaign: Any) -> tuple[str, int, int]:
+    """A campaign of one contact, started, with its attempt queued: (campaign id, contact id, seq)."""
+    cid = start(store, config, tmp_path, [number], **campaign)
     [(contact, seq)] = queue(store, cid, [2])
     return cid, contact, seq
+
+
+def ringing_attempt(store: Store, config: Settings, tmp_path: Path) -> tuple[str, int, int]:
+    """A queued attempt to a callee who rings 3 s: (campaign id, contact id, seq)."""
+    return queued_attempt(store, config, tmp_path, SLOW, ring_timeout_s=5)
 
 
 def invites_to(box: Sandbox, number: str) -> list[dict[str, Any]]:
@@ -295,8 +301,7 @@ def test_the_rate_slot_is_taken_after_the_room_is_set_up(
     store: Store, box: Sandbox, tmp_path: Path, redis_url: str, gateways: list[LiveKitGateway]
 ) -> None:
     config = settings(redis_url, box)
-    cid = start(store, config, tmp_path, [A])
-    [(a, seq)] = queue(store, cid, [2])
+    cid, a, seq = queued_attempt(store, config, tmp_path)
     set_faults(box, latency_s=0.4)  # every LiveKit request takes 0.4 s: room (with its agent), INVITE
     assert dialer(store, config, gateways).dial(cid, a, seq) == "answered"
     attempt = store.attempt(cid, f"{a}:{seq}") or {}
@@ -376,8 +381,7 @@ def test_no_call_is_settled_after_several_empty_looks_and_the_room_deleted(
     store: Store, box: Sandbox, tmp_path: Path, redis_url: str, gateways: list[LiveKitGateway]
 ) -> None:
     config = settings(redis_url, box, dialer_no_call_settle_s=0.5)
-    cid = start(store, config, tmp_path, [A])
-    [(a, seq)] = queue(store, cid, [2])
+    cid, a, seq = queued_attempt(store, config, tmp_path)
     started = time.monotonic()
     assert dialer(store, config, gateways, _LostReply).dial(cid, a, seq) == "unknown"
     assert time.monotonic() - started >= 0.5
@@ -448,8 +452,7 @@ def test_a_set_up_refused_after_a_lost_create_room_answer_deletes_the_room_and_i
     store: Store, box: Sandbox, tmp_path: Path, redis_url: str, gateways: list[LiveKitGateway]
 ) -> None:
     config = settings(redis_url, box)
-    cid = start(store, config, tmp_path, [A])
-    [(a, seq)] = queue(store, cid, [2])
+    cid, a, seq = queued_attempt(store, config, tmp_path)
 
     def operator(seconds: float) -> None:  # the operator pauses while the set-up waits to try again
         control.pause(store, cid)
