@@ -218,17 +218,16 @@ def _arrow_contact_columns(store: Store, snapshot: Snapshot, spec: ReportSpec, b
         statuses = [raw_statuses[index] for index in kept]
     try:
         status = report_arrow.read_statuses(statuses)
+        contact = report_arrow.read_contacts(contacts, spec.source_columns, spec.record.phone_column)
         members, result_index = report_arrow.result_rows(status)
         columns = report_arrow.contact_columns(
             source_columns=spec.source_columns, phone_column=spec.record.phone_column,
-            captured=list(spec.record.config.capture_fields), contacts=contacts,
+            captured=list(spec.record.config.capture_fields), contact=contact,
             status=status, results=snapshot.result_records(members), result_index=result_index,
             full_transcript=spec.full_transcript, transcript_chars=TRANSCRIPT_CELL_CHARS)
     except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError):
         return _contact_columns(spec, *_fetch_contacts(store, snapshot, spec.record.id, batch))
-    joined = b"".join(contacts)  # one search of the batch: most contacts have one number
-    several = [row for row, raw in enumerate(contacts) if b'"numbers"' in raw or b'"dropped"' in raw] \
-        if b'"numbers"' in joined or b'"dropped"' in joined else []
+    several = report_arrow.several_numbers(contact)
     if several:
         _several_numbers(columns, several, [contacts[row] for row in several],
                          [raw_statuses[kept[row]] for row in several])
