@@ -36,10 +36,15 @@ STATUS_SCHEMA = pa.schema([
 ])
 
 
+#: A list read only for whether it is there (its items' fields are not read).
+_PRESENT = pa.list_(pa.struct([]))
+
+
 def contact_schema(variables: Sequence[str]) -> pa.Schema:
     return pa.schema([
         ("id", _INT), ("phone_e164", _STR), ("phone_raw", _STR), ("extension", _STR), ("number_type", _STR),
         ("time_zones", pa.list_(_STR)), ("variables", pa.struct([(name, _STR) for name in variables])),
+        ("numbers", _PRESENT), ("dropped", _PRESENT),  # for ``several_numbers``
     ])
 
 
@@ -108,17 +113,26 @@ def result_rows(status: pa.Table) -> tuple[list[str], pa.Array]:
     return members.filter(pa.array(has)).to_pylist(), pa.array(positions, mask=~has)
 
 
+def read_contacts(raws: Sequence[bytes], source_columns: Sequence[str], phone_column: str) -> pa.Table:
+    return read_records(raws, contact_schema([name for name in source_columns if name != phone_column]))
+
+
+def several_numbers(contact: pa.Table) -> list[int]:
+    """The rows of contacts with several numbers, or numbers left out at ingest (``read_contacts``):
+    the kernels here assume one number, so ``reports`` recomputes the number columns of these."""
+    listed = pc.or_(_column(contact, "numbers").is_valid(), _column(contact, "dropped").is_valid())
+    return [int(row) for row in np.flatnonzero(listed.to_numpy(zero_copy_only=False))]
+
+
 def contact_columns(*, source_columns: Sequence[str], phone_column: str, captured: Sequence[str],
-                    contacts: Sequence[bytes], status: pa.Table, results: Sequence[bytes | None],
+                    contact: pa.Table, status: pa.Table, results: Sequence[bytes | None],
                     result_index: pa.Array, full_transcript: bool, transcript_chars: int) -> dict[str, pa.Array]:
     """The contact report's columns for one batch, in report order, as Arrow arrays.
 
-    ``contacts`` are the raw records of the contacts that exist, ``status`` their statuses
+    ``contact`` are the contacts that exist (``read_contacts``), ``status`` their statuses
     (``read_statuses``), ``results`` the raw call results the rows point at (None for one that
     is missing) and ``result_index`` each row's position in ``results`` (``result_rows``).
     """
-    variables = [name for name in source_columns if name != phone_column]
-    contact = read_records(contacts, contact_schema(variables))
     # Kept whole, the transcript is taken from the stored JSON below: Arrow need not parse its turns.
     schema = result_schema(captured)
     if full_transcript:

@@ -12,6 +12,7 @@ import gc
 import json
 import multiprocessing
 import os
+import queue
 import re
 import shutil
 import tempfile
@@ -217,17 +218,16 @@ def _arrow_contact_columns(store: Store, snapshot: Snapshot, spec: ReportSpec, b
         statuses = [raw_statuses[index] for index in kept]
     try:
         status = report_arrow.read_statuses(statuses)
+        contact = report_arrow.read_contacts(contacts, spec.source_columns, spec.record.phone_column)
         members, result_index = report_arrow.result_rows(status)
         columns = report_arrow.contact_columns(
             source_columns=spec.source_columns, phone_column=spec.record.phone_column,
-            captured=list(spec.record.config.capture_fields), contacts=contacts,
+            captured=list(spec.record.config.capture_fields), contact=contact,
             status=status, results=snapshot.result_records(members), result_index=result_index,
             full_transcript=spec.full_transcript, transcript_chars=TRANSCRIPT_CELL_CHARS)
     except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError):
         return _contact_columns(spec, *_fetch_contacts(store, snapshot, spec.record.id, batch))
-    joined = b"".join(contacts)  # one search of the batch: most contacts have one number
-    several = [row for row, raw in enumerate(contacts) if b'"numbers"' in raw or b'"dropped"' in raw] \
-        if b'"numbers"' in joined or b'"dropped"' in joined else []
+    several = report_arrow.several_numbers(contact)
     if several:
         _several_numbers(columns, several, [contacts[row] for row in several],
                          [raw_statuses[kept[row]] for row in several])
@@ -615,14 +615,16 @@ def default_path(cid: str, fmt: Format, attempts: bool) -> Path:
     return Path(f"report-{cid}{'-attempts' if attempts else ''}.{fmt.value}")
 
 
-#: Formats whose contact report is written by several processes at once, each taking a
-#: contiguous share of the contacts from the same snapshot, then stitched in order.
+#: Formats whose contact report is written by several processes at once: each takes the next
+#: batch of contacts from the same snapshot, and this process writes them all in order.
 PARALLEL_FORMATS = frozenset({Format.CSV, Format.PARQUET})
 #: Below this many contacts one process is faster than starting others.
 PARALLEL_MIN_CONTACTS = 4 * BATCH
-#: The size of this process's share against a helper's: for Parquet it also encodes the helpers'
-#: rows once they are done (timed at 1M: 0.5 s of its 7 s), so it takes fewer itself.
-PARENT_SHARE_WEIGHT = {Format.PARQUET: 0.8}
+#: Batches this process computes ahead while the batch due next in the file is still a helper's
+#: (memory stays bounded by a few batches).
+AHEAD_BATCHES = 2
+#: How often a wait for a helper's batch checks that the helpers are still alive.
+HELPER_POLL_S = 1.0
 
 
 def export(store: Store, cid: str, fmt: Format, path: Path, *, attempts: bool = False,
@@ -670,76 +672,138 @@ def _write_batches(store: Store, snapshot: Snapshot, spec: ReportSpec, writer: _
 
 def _write_in_parallel(store: Store, snapshot: Snapshot, spec: ReportSpec, fmt: Format, writer: _Writer,
                        processes: int, progress: Any) -> int:
-    """Shares 1..n-1 go to forked processes writing part files; share 0 is written here.
+    """This process and ``processes - 1`` forked helpers each take the next batch of contacts as
+    they become free; a helper writes its batch to a part file, and this process writes its own
+    batches and the helpers' parts into the report in order, each as soon as its turn comes.
 
-    The helpers start first and are sent their contact ids once this process has read them: their
-    start-up (pyarrow's import of pandas) overlaps that read instead of following it.
+    Taking batches as they go (not a fixed share each) ends the processes together whatever else
+    runs on the machine, and stitching a part in when its turn comes (not after the helpers end)
+    leaves only the last batch to stitch at the end. The helpers start first and are sent the
+    contact ids once this process has read them: their start-up (pyarrow's import of pandas)
+    overlaps that read instead of following it.
     """
     context = multiprocessing.get_context("fork")
-    results = context.Queue()
+    done = context.Queue()  # per part a helper has written, (batch index, rows); or why it failed
+    claims = context.Value("q", 1)  # the next batch to take: this process takes the first itself
     with tempfile.TemporaryDirectory(prefix="dialer-report-", dir=writer.path.parent) as scratch:
-        suffix = "csv" if fmt is Format.CSV else "arrows"
-        part_paths = [Path(scratch) / f"part-{index}.{suffix}" for index in range(processes)]
         id_queues = [context.Queue() for _ in range(1, processes)]
-        children = [
-            context.Process(target=_write_part, args=(store, snapshot, spec, fmt, id_queues[i - 1], part_paths[i],
-                                                      results))
-            for i in range(1, processes)
-        ]
+        children = [context.Process(target=_write_parts, args=(store, snapshot, spec, fmt, ids_queue, claims,
+                                                                 Path(scratch), done))
+                    for ids_queue in id_queues]
         for child in children:
             child.start()
         try:
-            shares = _shares(store.contact_ids(spec.record.id), processes, PARENT_SHARE_WEIGHT.get(fmt, 1.0))
+            ids = store.contact_ids(spec.record.id)
+            for ids_queue in id_queues:
+                ids_queue.put(ids)
+            written = _write_in_turn(store, snapshot, spec, fmt, writer, ids, claims, Path(scratch), done,
+                                     children, progress)
         except BaseException:
             for child in children:
                 child.terminate()
                 child.join()
             raise
-        for queue, share in zip(id_queues, shares[1:], strict=True):
-            queue.put(share)
-        written = _write_batches(store, snapshot, spec, writer, progress, shares[0])
-        outcomes = [results.get() for _ in children]
         for child in children:
             child.join()
-        failures = [outcome for outcome in outcomes if isinstance(outcome, str)]
-        if failures or any(child.exitcode for child in children):
-            raise DialerError(f"writing the report failed in a helper process: {failures or 'it died'}")
-        for part_path, rows in zip(part_paths[1:], outcomes, strict=False):
-            _append_part(writer, fmt, part_path)
-            written += int(rows)
-            if progress:
-                progress(int(rows))
+        if any(child.exitcode for child in children):
+            raise DialerError("writing the report failed in a helper process: it died")
     return written
 
 
-def _shares(ids: list[int], processes: int, weight: float) -> list[list[int]]:
-    """``ids`` in ``processes`` contiguous shares, the first ``weight`` times the size of each other."""
-    first = round(len(ids) * weight / (weight + processes - 1))
-    size = -(-(len(ids) - first) // (processes - 1))
-    return [ids[:first], *(ids[first + size * index : first + size * (index + 1)] for index in range(processes - 1))]
+def _claim(claims: Any) -> int:
+    """The index of the next batch nobody has taken (it may be past the last)."""
+    with claims.get_lock():
+        index = int(claims.value)
+        claims.value = index + 1
+    return index
 
 
-def _write_part(store: Store, snapshot: Snapshot, spec: ReportSpec, fmt: Format, ids_queue: Any,
-                part_path: Path, results: Any) -> None:
+def _part_path(scratch: Path, fmt: Format, index: int) -> Path:
+    return scratch / f"part-{index}.{'csv' if fmt is Format.CSV else 'arrows'}"
+
+
+def _batch(store: Store, snapshot: Snapshot, spec: ReportSpec, ids: list[int], index: int) -> Columns:
+    return _arrow_contact_columns(store, snapshot, spec, ids[index * BATCH : (index + 1) * BATCH])
+
+
+def _write_in_turn(store: Store, snapshot: Snapshot, spec: ReportSpec, fmt: Format, writer: _Writer,
+                   ids: list[int], claims: Any, scratch: Path, done: Any, children: list[Any],
+                   progress: Any) -> int:
+    """Write every batch in order: this process's own as computed, the helpers' parts as reported."""
+    count = -(-len(ids) // BATCH)
+    own: dict[int, Columns] = {0: _batch(store, snapshot, spec, ids, 0)} if count else {}
+    parts: dict[int, int] = {}  # batch index -> rows, of parts written and not yet stitched in
+    written = due = 0
+    while due < count:
+        _collect_parts(done, parts, children, wait=False)
+        if due in own:
+            columns = own.pop(due)
+            rows = len(columns["contact_id"])
+            writer.write(columns)
+        elif due in parts:
+            rows = parts.pop(due)
+            _append_part(writer, fmt, _part_path(scratch, fmt, due))
+        else:
+            index = _claim(claims) if len(own) < AHEAD_BATCHES else count
+            if index < count:
+                own[index] = _batch(store, snapshot, spec, ids, index)
+            else:
+                _collect_parts(done, parts, children, wait=True)
+            continue
+        written += rows
+        due += 1
+        if progress:
+            progress(rows)
+    return written
+
+
+def _collect_parts(done: Any, parts: dict[int, int], children: list[Any], *, wait: bool) -> None:
+    """Add the parts the helpers have reported to ``parts``; with ``wait``, at least one.
+
+    Raises ``DialerError`` for a helper that failed, or died without saying why.
+    """
+    while True:
+        try:
+            outcome = done.get(timeout=HELPER_POLL_S) if wait else done.get_nowait()
+        except queue.Empty:
+            if not wait:
+                return
+            if any(child.exitcode for child in children):
+                raise DialerError("writing the report failed in a helper process: it died") from None
+            continue
+        if isinstance(outcome, str):
+            raise DialerError(f"writing the report failed in a helper process: {outcome}")
+        index, rows = outcome
+        parts[index] = rows
+        wait = False
+
+
+def _write_parts(store: Store, snapshot: Snapshot, spec: ReportSpec, fmt: Format, ids_queue: Any, claims: Any,
+                 scratch: Path, done: Any) -> None:
+    """A helper: take batches until none is left, each written to its own part file."""
     try:
         import pandas  # noqa: F401  # pyarrow's first conversion imports it: here, while the ids are read
 
         ids = ids_queue.get()
-        writer: _Writer = _CsvWriter(spec, part_path, head=False) if fmt is Format.CSV else \
-            _ArrowPartWriter(spec, part_path)
-        rows = _write_batches(store, snapshot, spec, writer, None, ids)
-        writer.close()
-        results.put(rows)
+        while (index := _claim(claims)) * BATCH < len(ids):
+            path = _part_path(scratch, fmt, index)
+            writer: _Writer = _CsvWriter(spec, path, head=False) if fmt is Format.CSV else \
+                _ArrowPartWriter(spec, path)
+            columns = _batch(store, snapshot, spec, ids, index)
+            writer.write(columns)
+            writer.close()
+            done.put((index, len(columns["contact_id"])))
     except BaseException as exc:  # reported to the parent, which raises it
-        results.put(f"{type(exc).__name__}: {exc}")
+        done.put(f"{type(exc).__name__}: {exc}")
 
 
 def _append_part(writer: _Writer, fmt: Format, part_path: Path) -> None:
+    """Stitch a helper's part into the report, then remove it (the scratch space stays a few batches)."""
     if fmt is Format.CSV:
         assert isinstance(writer, _CsvWriter)
         writer.append_file(part_path)
     else:
         assert isinstance(writer, _ParquetWriter)
-        with pa.OSFile(str(part_path)) as source, pa_ipc.open_stream(source) as reader:
-            for batch in reader:  # one report batch at a time: memory stays bounded by the batch
-                writer.write_table(pa.Table.from_batches([batch]))
+        with pa.memory_map(str(part_path)) as source, pa_ipc.open_stream(source) as reader:
+            writer.write_table(reader.read_all())  # one report batch
+    part_path.unlink()

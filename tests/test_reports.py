@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from pipeline import create_campaign, run_to_end, sandbox, settings_for, workers
 from test_pipeline import EXPECTED
 
 from dialer import report_arrow, reports
+from dialer.errors import DialerError
 from dialer.reports import Format
 from dialer.store import Store
 from dialer.summary import summarise
@@ -225,6 +227,36 @@ def test_a_parallel_parquet_export_reads_back_as_the_same_table_as_a_serial_one(
     parallel = pq.read_table(export(finished, tmp_path, Format.PARQUET, processes=2))
     assert parallel.num_rows == 18
     assert parallel.equals(serial, check_metadata=True)  # transcripts, types and the zone metadata too
+
+
+def _helpers_write_every_batch_but_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reports, "BATCH", 4)
+    monkeypatch.setattr(reports, "PARALLEL_MIN_CONTACTS", 0)
+    monkeypatch.setattr(reports, "AHEAD_BATCHES", 0)  # this process takes batch 0 and waits for the rest
+    monkeypatch.setattr(reports, "HELPER_POLL_S", 0.05)
+
+
+def test_a_parallel_export_fails_with_the_error_of_a_helper_that_failed(
+    finished: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _helpers_write_every_batch_but_the_first(monkeypatch)
+
+    def full(self: Any, columns: Any) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(reports._ArrowPartWriter, "write", full)
+    with pytest.raises(DialerError, match="failed in a helper process: OSError: No space left on device"):
+        export(finished, tmp_path, Format.PARQUET, processes=2)
+    assert not list(tmp_path.glob("dialer-report-*"))
+
+
+def test_a_parallel_export_fails_when_a_helper_dies(
+    finished: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _helpers_write_every_batch_but_the_first(monkeypatch)
+    monkeypatch.setattr(reports._ArrowPartWriter, "write", lambda self, columns: os._exit(9))  # as if killed
+    with pytest.raises(DialerError, match="it died"):
+        export(finished, tmp_path, Format.PARQUET, processes=2)
 
 
 def test_attempts_stopped_before_the_invite_are_marked_and_left_out_of_the_hours(
