@@ -18,8 +18,8 @@ import concurrent.futures
 import functools
 import logging
 import math
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -279,7 +279,7 @@ class Dialer:
         trunk = campaign.trunk or self.store.trunk_of(cid)
         member = f"{contact_id}:{seq}"
         now = self.clock()
-        claim = uuid.uuid4().hex
+        claim = secrets.token_hex(16)
         claimed = self.store.claim(cid, contact_id, seq, lease_s=dial_lease_s(self.settings, campaign.config),
                                    fields={"dial_started_at": now}, claim=claim, trunk=trunk)
         if claimed.outcome != "ok":
@@ -350,7 +350,7 @@ class Dialer:
     def _admit(self, attempt: _Attempt, mode: str) -> None:
         """Check the claim, the campaign and DNC atomically and renew the lease; with ``invite``
         also wait for the calls-per-second slots (renewing the lease while waiting)."""
-        nonce = uuid.uuid4().hex
+        nonce = secrets.token_hex(16)
         if attempt.limits is None:
             attempt.limits = self._limits(attempt)
         while True:

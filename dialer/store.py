@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 
 import orjson
 import redis
+from redis.commands.core import Script
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from . import bridge
@@ -51,7 +53,7 @@ INGEST_COUNTERS = ("rows", "accepted", "rejected", "duplicates", "suppressed")
 
 def _json_fields(fields: dict[str, Any] | None) -> str:
     """Fields for a Lua script to merge; None is left out (Lua would see a truthy cjson.null)."""
-    return json.dumps({k: v for k, v in (fields or {}).items() if v is not None})
+    return orjson.dumps({k: v for k, v in (fields or {}).items() if v is not None}).decode()
 
 
 class Keys:
@@ -438,6 +440,13 @@ class Store:
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> Store:
         return cls(redis.Redis.from_url(url, **kwargs))
+
+    def load_scripts(self) -> None:
+        """Load every script into Redis now (a worker starting), rather than at its first call:
+        a NOSCRIPT reply and a second round trip in the middle of a campaign's first dials."""
+        for script in vars(self).values():
+            if isinstance(script, Script):
+                self.redis.script_load(script.script)
 
     # -- campaigns ---------------------------------------------------------------
 
@@ -869,7 +878,7 @@ class Store:
     @staticmethod
     def _ending_call(cid: str, ending: Ending) -> tuple[list[str], list[Any]]:
         keys = [Keys.breaker(cid), Keys.breaker(cid, ending.reason or "none"), Keys.campaign(cid), Keys.running]
-        args: list[Any] = [cid, uuid.uuid4().hex, ending.window_s, ending.min_attempts, ending.failure_ratio,
+        args: list[Any] = [cid, secrets.token_hex(16), ending.window_s, ending.min_attempts, ending.failure_ratio,
                            ending.reason, ending.pause_reason]
         return keys, args
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -28,6 +29,7 @@ from .settings import get_settings
 from .store import Store
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def _once(build: Callable[[], T]) -> Callable[[], T]:
@@ -163,6 +165,20 @@ _heartbeats: list[Heartbeat] = []
 def _worker_heartbeat(sender: Any = None, **_: Any) -> None:
     name = getattr(sender, "hostname", None) or _token()
     _heartbeats.append(Heartbeat(store(), Role.WORKER, name).start())
+
+
+@worker_ready.connect
+def _warm_up(**_: Any) -> None:
+    """Build now what a worker's first dial would otherwise build in the middle of a campaign's
+    first calls: the LiveKit client and its loop, the ledger's scripts in Redis, and a broker
+    connection for the pacer's messages. A worker without LiveKit settings (ingest only) skips it."""
+    try:
+        dialer()
+        store().load_scripts()
+        with app.producer_pool.acquire(block=True):
+            pass
+    except Exception as exc:  # whatever failed is built again, and reported, by the first task that needs it
+        log.info("dial path not warmed up at start (%s); it is built by the first dial", exc)
 
 
 @beat_init.connect
