@@ -46,12 +46,22 @@ def _once(build: Callable[[], T]) -> Callable[[], T]:
     return get
 
 
+#: A worker's Redis reply that takes longer than this is a Redis that stopped answering (a
+#: partition, not a slow script: the longest command a task sends takes milliseconds). It is
+#: raised as a timeout, which the store's callers retry through outages; without it a round trip
+#: made on the dial loop's thread (``redis_bridge``) would stall every call of the worker.
+REDIS_SOCKET_TIMEOUT_S = 30.0
+REDIS_CONNECT_TIMEOUT_S = 5.0
+
+
 @_once
 def store() -> Store:
     """One Store per worker process, shared by its threads."""
     settings = get_settings()
     # Its dial attempts run on the LiveKit loop (``bridge``): their Redis calls share round trips.
-    return Store(BridgedRedis.from_url(settings.redis_url, max_connections=settings.dialer_worker_concurrency + 20))
+    return Store(BridgedRedis.from_url(settings.redis_url, max_connections=settings.dialer_worker_concurrency + 20,
+                                       socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+                                       socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S))
 
 
 @_once

@@ -4,6 +4,7 @@ commands sharing round trips (dialer.redis_bridge), against a real redis-server.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from pathlib import Path
@@ -170,6 +171,27 @@ def test_round_trips_run_on_the_loop_while_fast_and_from_the_io_thread_after_a_s
     during = asyncio.run(main())
     assert client.threads == ["loop", "loop", "io", "io", "loop"]
     assert during >= 5
+
+
+def test_a_redis_that_stops_answering_times_out_and_the_next_round_trips_leave_the_loop() -> None:
+    """A partition: the server takes the connection and never answers. The round trip on the
+    loop's thread ends at the socket timeout for every attempt in it (a worker's client has one,
+    ``tasks.REDIS_SOCKET_TIMEOUT_S``), and the next one is made from the I/O thread."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        client = _Threads.from_url(f"redis://127.0.0.1:{silent.getsockname()[1]}", socket_timeout=0.3)
+
+        def body(_: int) -> str:
+            try:
+                return str(client.get("bridge:x"))
+            except redis.TimeoutError:
+                return "timeout"
+
+        assert _run_bodies(body, 3) == ["timeout"] * 3
+        assert client.threads == ["loop"]  # one shared round trip for the three, and it timed out
+        assert _run_bodies(body, 1) == ["timeout"]
+        assert client.threads == ["loop", "io"]
 
 
 def test_a_redis_outage_is_raised_to_every_waiting_attempt_and_the_client_recovers(tmp_path: Path) -> None:
