@@ -402,10 +402,10 @@ class Dialer:
             self._factors[trunk] = cached
         return cached[1]
 
-    def _stop(self, attempt: _Attempt, stop: _Stop, *, room_set_up: bool = False) -> str:
+    def _stop(self, attempt: _Attempt, stop: _Stop) -> str:
         self._end(attempt, stop.verdict, stop.outcome, counts=False, due_at=stop.due_at, reason=stop.reason,
                   invite_sent=attempt.invites > 0)
-        if room_set_up:
+        if attempt.room_requested:  # a CreateRoom went out, even one refused on its retry
             self._clean_up(attempt)
         return stop.label
 
@@ -438,7 +438,7 @@ class Dialer:
         try:
             self._set_up_room(attempt)
         except _Stop as stop:  # refused before a retried CreateRoom: the first may have worked
-            return self._stop(attempt, stop, room_set_up=attempt.room_requested)
+            return self._stop(attempt, stop)
         except _LostClaim as lost:
             return self._lost(attempt, lost)
         except (api.ServerError, *TRANSIENT_ERRORS) as exc:
@@ -456,7 +456,7 @@ class Dialer:
         try:
             info = self._dial_with_retries(attempt)
         except _Stop as stop:
-            return self._stop(attempt, stop, room_set_up=True)
+            return self._stop(attempt, stop)
         except _LostClaim as lost:
             return self._lost(attempt, lost)
         except _RetryableFailure as failure:
