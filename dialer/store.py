@@ -232,7 +232,7 @@ def through_outages(fn: Callable[..., T]) -> Callable[..., T]:
 
 @dataclass(frozen=True)
 class Ending:
-    """An attempt's ending as the circuit breaker counts it (``Store.record_ending``)."""
+    """An attempt's ending as the circuit breaker counts it (``Store.count_ending``)."""
 
     reason: str
     window_s: float
@@ -864,14 +864,9 @@ class Store:
                            len(observed), *observed]
         return Admission.parse(_text(self._admit(keys=keys, args=args)))
 
-    def record_ending(self, cid: str, reason: str, *, window_s: float, min_attempts: int, failure_ratio: float,
-                      pause_reason: str) -> str:
-        """Count an attempt's ending for the circuit breaker (``reason`` '' when it is no failure of
-        ours); the pause reason when this one tripped it (see ``lua/breaker.lua``)."""
-        return self.count_ending(cid, Ending(reason, window_s, min_attempts, failure_ratio, pause_reason))
-
     def count_ending(self, cid: str, ending: Ending) -> str:
-        """``record_ending`` of an ``Ending``."""
+        """Count an attempt's ending for the circuit breaker (its ``reason`` '' when it is no failure
+        of ours); the pause reason when this one tripped it (see ``lua/breaker.lua``)."""
         keys, args = self._ending_call(cid, ending)
         return _text(self._breaker(keys=keys, args=args))
 
@@ -1016,7 +1011,7 @@ class Store:
     def transition_counted(self, cid: str, member: str, expected: Sequence[AttemptState], to: AttemptState,
                            lease_s: float, fields: dict[str, Any] | None, *, trunk: str,
                            ending: Ending | None) -> tuple[str, str]:
-        """``transition`` and, in the same round trip, ``record_ending`` of ``ending`` (when not
+        """``transition`` and, in the same round trip, ``count_ending`` of ``ending`` (when not
         None): (the transition's outcome, the breaker's pause reason or '')."""
         if ending is None:
             return self.transition(cid, member, expected, to, lease_s, fields, trunk=trunk), ""

@@ -10,7 +10,7 @@ from pipeline import TRUNK, create_campaign, run_to_end, sandbox, settings_for, 
 from dialer import control
 from dialer.dialing import BREAKER_REASONS
 from dialer.models import CampaignState
-from dialer.store import Store
+from dialer.store import Ending, Store
 
 TEMPLATE = "circuit breaker: {failed} of the last {total} attempts failed with carrier_error"
 
@@ -21,9 +21,9 @@ def running_campaign(store: Store, tmp_path: Path) -> str:
     return cid
 
 
-def record(store: Store, cid: str, reason: str, **overrides: float) -> str:
-    limits = {"window_s": 120.0, "min_attempts": 10, "failure_ratio": 0.5, **overrides}
-    return store.record_ending(cid, reason, pause_reason=TEMPLATE, **limits)  # type: ignore[arg-type]
+def record(store: Store, cid: str, reason: str, *, window_s: float = 120.0, min_attempts: int = 10,
+           failure_ratio: float = 0.5) -> str:
+    return store.count_ending(cid, Ending(reason, window_s, min_attempts, failure_ratio, TEMPLATE))
 
 
 def test_it_trips_when_half_of_ten_recent_attempts_failed_for_one_reason(store: Store, tmp_path: Path) -> None:
