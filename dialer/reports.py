@@ -253,14 +253,14 @@ def _several_numbers(columns: Columns, rows: list[int], raw_contacts: list[bytes
         columns[name] = pa.array(values[name], columns[name].type)
 
 
-def iter_contact_batches(store: Store, snapshot: Snapshot, spec: ReportSpec,
-                         ids: list[int] | None = None, *, arrow: bool = False) -> Iterator[Columns]:
-    """Column batches of ``ids`` (default: every contact), in order.
+def iter_contact_batches(store: Store, snapshot: Snapshot, spec: ReportSpec, *,
+                         arrow: bool = False) -> Iterator[Columns]:
+    """Column batches of every contact, in order.
 
     With ``arrow`` the values are Arrow arrays decoded in bulk (for the Arrow-based writers),
     else Python lists.
     """
-    ids = store.contact_ids(spec.record.id) if ids is None else ids
+    ids = store.contact_ids(spec.record.id)
     for start in range(0, len(ids), BATCH):
         batch = ids[start : start + BATCH]
         if arrow:
@@ -656,11 +656,10 @@ def export(store: Store, cid: str, fmt: Format, path: Path, *, attempts: bool = 
     return written
 
 
-def _write_batches(store: Store, snapshot: Snapshot, spec: ReportSpec, writer: _Writer, progress: Any,
-                   ids: list[int] | None = None) -> int:
+def _write_batches(store: Store, snapshot: Snapshot, spec: ReportSpec, writer: _Writer, progress: Any) -> int:
     written = 0
     batches = iter_attempt_batches(store, snapshot, spec) if spec.attempts else \
-        iter_contact_batches(store, snapshot, spec, ids, arrow=writer.arrow_batches)
+        iter_contact_batches(store, snapshot, spec, arrow=writer.arrow_batches)
     for columns in batches:
         rows = len(columns["contact_id"])
         writer.write(columns)
